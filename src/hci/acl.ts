@@ -1,0 +1,42 @@
+/**
+ * HCI ACL data packets. Core 5.4 Vol 4 Part E 5.4.2.
+ */
+import { ByteWriter } from '../util/bytes.js';
+
+/** Packet_Boundary_Flag values. */
+export const AclBoundary = {
+  /** Host to controller: first fragment, non-automatically-flushable (what LE uses). */
+  FirstNonFlushable: 0b00,
+  Continuing: 0b01,
+  /** Controller to host: first fragment. */
+  FirstFlushable: 0b10,
+  Complete: 0b11,
+} as const;
+
+export interface AclPacket {
+  handle: number;
+  boundary: number;
+  broadcast: number;
+  data: Uint8Array;
+}
+
+export type DecodedAcl = { ok: true; packet: AclPacket } | { ok: false; error: string };
+
+/** Decodes an ACL packet body (no H:4 type byte). Never throws. */
+export function decodeAcl(body: Uint8Array): DecodedAcl {
+  if (body.length < 4) return { ok: false, error: `ACL packet of ${body.length} bytes, header needs 4` };
+  const hf = (body[0] as number) | ((body[1] as number) << 8);
+  const len = (body[2] as number) | ((body[3] as number) << 8);
+  if (body.length !== 4 + len) return { ok: false, error: `ACL length field ${len}, ${body.length - 4} bytes present` };
+  return {
+    ok: true,
+    packet: { handle: hf & 0x0fff, boundary: (hf >> 12) & 0x3, broadcast: (hf >> 14) & 0x3, data: body.subarray(4) },
+  };
+}
+
+/** Encodes an ACL packet body (no H:4 type byte). */
+export function encodeAcl(handle: number, boundary: number, data: Uint8Array, broadcast = 0): Uint8Array {
+  const w = new ByteWriter(4 + data.length);
+  w.u16((handle & 0x0fff) | ((boundary & 0x3) << 12) | ((broadcast & 0x3) << 14)).u16(data.length).bytes(data);
+  return w.finish();
+}
