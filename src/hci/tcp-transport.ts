@@ -3,7 +3,7 @@
  * by `wearable-host sim`, or a controller bridged by another tool. Plus {@link serveTcp}, the
  * server side the simulator uses.
  */
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type LookupFunction, type Server, type Socket } from 'node:net';
 import { TypedEmitter } from '../util/emitter.js';
 import { RealClock, type Clock } from '../util/clock.js';
 import type { Transport, TransportEvents } from './transport.js';
@@ -13,6 +13,8 @@ export interface TcpTransportOptions {
   /** Give up connecting after this long. Default 5000 ms. */
   connectTimeoutMs?: number;
   clock?: Clock;
+  /** Host name resolver (node:net's `lookup` option); default the OS resolver. */
+  lookup?: LookupFunction;
 }
 
 /** Parses `tcp://host:port` (IPv6 hosts in brackets: `tcp://[::1]:9000`). Throws a 'not-found' TransportError on anything else. */
@@ -70,7 +72,7 @@ export class TcpTransport extends TypedEmitter<TransportEvents> implements Trans
     const clock = opts.clock ?? new RealClock();
     const timeoutMs = opts.connectTimeoutMs ?? 5000;
     return new Promise<TcpTransport>((resolve, reject) => {
-      const socket = createConnection({ host, port });
+      const socket = opts.lookup ? createConnection({ host, port, lookup: opts.lookup }) : createConnection({ host, port });
       const timer = clock.setTimeout(() => {
         socket.destroy();
         reject(new TransportError('timeout', url, `no answer from ${url} within ${timeoutMs} ms: is the host reachable and the port open?`));
