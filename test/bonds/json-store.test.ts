@@ -14,6 +14,7 @@ import { generateIrk, generateRpa } from '../../src/bonds/privacy.js';
 import { SCHEMA_VERSION, encodeBondFile, locateJsonSyntaxError } from '../../src/bonds/schema.js';
 import type { BondRecord } from '../../src/bonds/types.js';
 import { seededRandom } from '../../src/util/random.js';
+import { VirtualClock } from '../../src/util/clock.js';
 import type { Logger } from '../../src/util/log.js';
 import { fullBond, minimalBond, peerAddress } from './fixtures/records.js';
 
@@ -250,6 +251,49 @@ test('a lock file holding garbage counts as stale', async () => {
     const s = await JsonFileBondStore.open(path, { logger });
     assert.ok(lines.some((l) => /holds no pid/.test(l.msg)));
     await s.close();
+  });
+});
+
+/** Drives a VirtualClock until `p` settles (the lock's grace wait runs on the injected clock). */
+async function settleOn<T>(clock: VirtualClock, p: Promise<T>): Promise<T> {
+  let done = false;
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  while (!done) await clock.advance(50);
+  return p;
+}
+
+test('an empty lock file gets a grace period: still empty afterwards it is stale and taken over', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bonds.json');
+    await writeFile(`${path}.lock`, '');
+    const clock = new VirtualClock();
+    const { logger, lines } = captureLogger();
+    const start = clock.now();
+    const s = await settleOn(clock, JsonFileBondStore.open(path, { clock, logger }));
+    assert.ok(clock.now() - start >= 200, 'waited the grace period on the injected clock');
+    assert.ok(lines.some((l) => /holds no pid/.test(l.msg)));
+    assert.equal(await readFile(`${path}.lock`, 'utf8'), `${process.pid}\n`);
+    await s.close();
+  });
+});
+
+test('an empty lock file whose owner writes its pid during the grace period is respected', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bonds.json');
+    await writeFile(`${path}.lock`, '');
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      const clock = new VirtualClock();
+      const opening = JsonFileBondStore.open(path, { clock });
+      await writeFile(`${path}.lock`, `${sleeper.pid as number}\n`);
+      await assert.rejects(settleOn(clock, opening), isBondError('locked', new RegExp(`process ${sleeper.pid as number}`)));
+    } finally {
+      sleeper.kill('SIGKILL');
+      await once(sleeper, 'exit');
+    }
   });
 });
 
