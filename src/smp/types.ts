@@ -1,0 +1,185 @@
+/**
+ * The narrow interfaces SMP is built from and the shapes it reports. The composition root
+ * (src/host.ts) builds {@link SmpLower} from L2CAP (fixed channel 0x0006) and HCI (LTK replies,
+ * encryption); SMP never imports src/hci or src/l2cap.
+ */
+import type { BondRecord, BondStore, LocalIdentity } from '../bonds/types.js';
+import type { Address } from '../util/address.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
+import type { RandomSource } from '../util/random.js';
+import type { PairingBackoff } from './backoff.js';
+import type { LinkSecurity, SecurityLevel } from './link-security.js';
+import type { IoCapabilityValue, PairingFeatures } from './pdu.js';
+
+/** What SMP needs from the layers below, for one connection. */
+export interface SmpLower {
+  /** Our role on this connection (link layer): the central initiates pairing, the peripheral responds. */
+  readonly role: 'central' | 'peripheral';
+  /** The address we use on this connection (for f5/f6 A1/A2). */
+  readonly localAddress: Address;
+  /** The address the peer used on air (for f5/f6, and to look up its bond). */
+  readonly peerAddress: Address;
+  /** Sends one SMP PDU on the L2CAP fixed channel 0x0006. */
+  send(pdu: Uint8Array): void;
+  /** Peripheral: HCI LE Long Term Key Request Reply. Core 5.4 Vol 4 Part E 7.8.25. */
+  ltkReply(ltk: Uint8Array): Promise<void>;
+  /** Peripheral: HCI LE Long Term Key Request Negative Reply. Core 5.4 Vol 4 Part E 7.8.26. */
+  ltkNegativeReply(): Promise<void>;
+  /** Central: HCI LE Enable Encryption. Core 5.4 Vol 4 Part E 7.8.24. */
+  startEncryption(ltk: Uint8Array, ediv: number, rand: bigint): Promise<void>;
+  /** HCI Read Encryption Key Size, after an Encryption Change. Core 5.4 Vol 4 Part E 7.5.7. */
+  readKeySize(): Promise<number>;
+  /** HCI Disconnect with a reason (0x05 Authentication Failure, ...). */
+  disconnect(reason: number): Promise<void>;
+}
+
+/** When the peripheral sends an SMP Security Request. Core 5.4 Vol 3 Part H 2.4.6. */
+export type SecurityRequestMode =
+  /** Never: the central decides (Apple's guidance: pair only after an ATT Insufficient Authentication). */
+  | 'never'
+  /** On every new connection, after `securityRequestDelayMs`. */
+  | 'on-connect'
+  /** After ATT rejected a request for lack of security (`onAttSecurityRejection()`), after the delay. */
+  | 'after-att-rejection';
+
+/** What to do when a peer we hold a bond for asks to pair again. */
+export type RePairingPolicy =
+  /** Refuse with Pairing Failed 0x03 Authentication Requirements (Zephyr's default). */
+  | 'reject'
+  /** Pair; the old bond is replaced only after the new pairing completed. */
+  | 'replace';
+
+/** Pairing and security policy of this device. All fields have defaults ({@link DEFAULT_SMP_POLICY}). */
+export interface SmpPolicy {
+  /** Our IO capability (default NoInputNoOutput: Just Works, level 2). */
+  readonly ioCapability: IoCapabilityValue;
+  /** Ask for bonding (default true). A bond is stored only when both sides set the bonding flag. */
+  readonly bondable: boolean;
+  /** Refuse pairings without MITM protection (Just Works) with 0x03 (default false). */
+  readonly requireMitm: boolean;
+  /** Shortest encryption key accepted, 7..16 (default 16, against KNOB-style downgrades). */
+  readonly minKeySize: number;
+  /** Accept a peer using the published debug key pair (default false). Core 5.4 Vol 3 Part H 2.3.5.6.1. */
+  readonly allowDebugKeys: boolean;
+  readonly securityRequest: SecurityRequestMode;
+  /** Delay before a Security Request, ms (default 0). */
+  readonly securityRequestDelayMs: number;
+  readonly rePairing: RePairingPolicy;
+  /** Whether pairing is allowed now (a pairing window); closed -> Pairing Failed 0x05 Pairing Not Supported. */
+  isPairingAllowed(): boolean;
+  /** Show a passkey the peer's user types (we display). Without it a display role cannot pair (0x01). */
+  displayPasskey?(passkey: number, peer: Address): void | Promise<void>;
+  /** Ask our user for the passkey the peer shows; undefined cancels (0x01 Passkey Entry Failed). */
+  requestPasskey?(peer: Address): Promise<number | undefined>;
+  /** Ask our user whether the six digits match; false -> 0x0C Numeric Comparison Failed. */
+  confirmNumericComparison?(value: number, peer: Address): Promise<boolean>;
+}
+
+export const DEFAULT_SMP_POLICY: SmpPolicy = Object.freeze({
+  ioCapability: 0x03 as IoCapabilityValue,
+  bondable: true,
+  requireMitm: false,
+  minKeySize: 16,
+  allowDebugKeys: false,
+  securityRequest: 'never' as SecurityRequestMode,
+  securityRequestDelayMs: 0,
+  rePairing: 'reject' as RePairingPolicy,
+  isPairingAllowed: () => true,
+});
+
+/** Everything an {@link SmpSession} is built from. */
+export interface SmpSessionOptions {
+  readonly lower: SmpLower;
+  readonly bonds: BondStore;
+  readonly clock: Clock;
+  /** The OS CSPRNG in production. */
+  readonly random: RandomSource;
+  /** Repeated-attempts back-off, shared by every session of the device. */
+  readonly backoff: PairingBackoff;
+  readonly policy?: Partial<SmpPolicy>;
+  /** Our identity (IRK + identity address) to distribute; defaults to `bonds.getLocalIdentity()`. */
+  readonly localIdentity?: LocalIdentity;
+  readonly log?: Logger;
+  /** SMP timeout, ms (default 30 000, Core 5.4 Vol 3 Part H 3.4). Only tests change it. */
+  readonly timeoutMs?: number;
+}
+
+/** Association models of LE Secure Connections. Core 5.4 Vol 3 Part H 2.3.5.1. */
+export type AssociationModel = 'justWorks' | 'numericComparison' | 'passkeyEntry';
+
+/** Which side of a Passkey Entry shows the passkey and which types it. */
+export type PasskeyAction = 'display' | 'input';
+
+/** Who ended a pairing attempt. */
+export type FailureSource =
+  /** We sent Pairing Failed (or refused locally). */
+  | 'local'
+  /** The peer sent Pairing Failed. */
+  | 'peer'
+  /** The 30 s SMP timeout expired; no more SMP on this link. */
+  | 'timeout'
+  /** The link went down mid-pairing. */
+  | 'disconnected';
+
+export interface PairingFailure {
+  /** Pairing Failed reason code (Core 5.4 Vol 3 Part H 3.5.5); undefined for a timeout or a lost link. */
+  readonly reason: number | undefined;
+  /** The spec's name of the reason, or `SMP Timeout` / `Disconnected`. */
+  readonly reasonName: string;
+  readonly by: FailureSource;
+  /** What happened, for a user: names the peer and, where there is one, the next step. */
+  readonly message: string;
+  readonly peer: Address;
+}
+
+/** Reported when a pairing completed (after key distribution). */
+export interface PairedInfo {
+  readonly level: SecurityLevel;
+  /** A bond was stored (both sides asked for bonding and the store accepted it). */
+  readonly bonded: boolean;
+  readonly keySize: number;
+  readonly model: AssociationModel;
+  readonly authenticated: boolean;
+  /** The peer's identity address (from Identity Address Information), or the address it used on air. */
+  readonly peerIdentity: Address;
+  /** The LTK of this pairing (16 bytes LE; masked to keySize). */
+  readonly ltk: Uint8Array;
+}
+
+export interface PairingRequestInfo {
+  readonly peer: Address;
+  readonly request: PairingFeatures;
+}
+
+export interface PairingStartedInfo {
+  readonly peer: Address;
+  readonly role: 'initiator' | 'responder';
+  readonly model: AssociationModel | undefined;
+  readonly request: PairingFeatures;
+  readonly response: PairingFeatures | undefined;
+}
+
+/** Events an {@link SmpSession} emits. */
+export type SmpEvents = {
+  /** A Pairing Request arrived (before any check): for the CLI and the pairing diagnosis. */
+  pairingRequestReceived: [PairingRequestInfo];
+  /** Peripheral: we answered with Pairing Response. Central: we sent Pairing Request. */
+  pairingStarted: [PairingStartedInfo];
+  paired: [PairedInfo];
+  pairingFailed: [PairingFailure];
+  /** Encryption state changed (snapshot). */
+  securityChanged: [LinkSecurity];
+  securityRequestSent: [{ readonly peer: Address; readonly authReq: number }];
+  /** Central: the peer asked for security. */
+  securityRequestReceived: [{ readonly peer: Address; readonly authReq: number }];
+  /** The peer asked to encrypt with a key we do not have: it holds a bond this device lost. */
+  ltkRequestUnknown: [{ readonly peer: Address; readonly ediv: number; readonly rand: bigint }];
+  /** Encryption failed (HCI status of Encryption Change / Key Refresh). */
+  encryptionFailed: [{ readonly peer: Address; readonly status: number }];
+  /** The peer's identity is known: from its bond (RPA resolved) or from key distribution. */
+  identityResolved: [{ readonly connectionAddress: Address; readonly identity: Address; readonly source: 'bond' | 'pairing' }];
+  bondSaved: [BondRecord];
+  /** The 30 s SMP timeout expired. */
+  timeout: [];
+};
