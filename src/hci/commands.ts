@@ -365,6 +365,9 @@ export const SupportedCommandBits = {
   LeLongTermKeyRequestReply: [28, 1],
   LeEnableEncryption: [28, 0],
   SetEventMaskPage2: [22, 2],
+  ReadBdAddr: [15, 1],
+  LeRemoteConnectionParameterRequestReply: [33, 4],
+  LeWriteSuggestedDefaultDataLength: [34, 0],
 } as const satisfies Record<string, readonly [number, number]>;
 
 export function isCommandSupported(bitmap: Uint8Array, name: keyof typeof SupportedCommandBits): boolean {
