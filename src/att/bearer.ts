@@ -59,8 +59,6 @@ export interface AttRequestHandler {
   handleRequest(req: AttRequest, raw: Uint8Array): Uint8Array | Promise<Uint8Array>;
   /** Carries out one well-formed command; errors are swallowed (commands have no response). */
   handleCommand(cmd: AttCommand, raw: Uint8Array): void | Promise<void>;
-  /** Called when the bearer receives a request, before it is answered (robust caching bookkeeping). */
-  onRequestReceived?(req: AttRequest): void;
   /** Called after the confirmation of our indication arrived. */
   onConfirmation?(handle: number): void;
 }
@@ -405,7 +403,6 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     }
     const handler = this.handler;
     try {
-      handler.onRequestReceived?.(req);
       const r = handler.handleRequest(req, raw);
       if (isPromise(r)) {
         return r.then(
