@@ -1,0 +1,1082 @@
+/**
+ * The SMP state machine, one behaviour per test: a scripted phone (computing its side with our
+ * crypto) injects PDUs into the peripheral session and the test asserts the exact bytes SMP sends
+ * and what it asks of HCI. Timeouts and back-off run on a VirtualClock. The last tests pair two
+ * SmpSessions back to back through a fake controller.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { PairingBackoff } from '../../src/smp/backoff.js';
+import { selectAssociation } from '../../src/smp/association.js';
+import { DEBUG_PRIVATE_KEY, addressForCrypto, f4, f5, f6, g2, ioCapField, keyPairFromPrivateKey, passkeyAsR } from '../../src/smp/crypto.js';
+import { SmpError } from '../../src/smp/errors.js';
+import { ALLOWED, SmpSession } from '../../src/smp/pairing.js';
+import { SmpReason, encodeSmp, type SmpPdu } from '../../src/smp/pdu.js';
+import type { BondRecord } from '../../src/bonds/types.js';
+import type { Address } from '../../src/util/address.js';
+import { bytesEqual, fromHex, toHex } from '../../src/util/bytes.js';
+import { VirtualClock } from '../../src/util/clock.js';
+import { createLogger } from '../../src/util/log.js';
+import { seededRandom } from '../../src/util/random.js';
+import {
+  CENTRAL_ADDR,
+  CENTRAL_IDENTITY,
+  FakeBondStore,
+  PERIPHERAL_ADDR,
+  PERIPHERAL_IDENTITY,
+  ScriptedCentral,
+  ZERO16,
+  drain,
+  eventsNamed,
+  features,
+  inject,
+  linkBackToBack,
+  linkTicks,
+  makeSide,
+  rpaFor,
+  type Side,
+} from './harness.js';
+
+const PERIPHERAL_ID_HEX = {
+  irk: '08' + toHex(PERIPHERAL_IDENTITY.irk),
+  addr: '09' + '01' + 'aa99887766d5',
+};
+
+/** Runs a Just Works pairing from the Pairing Request up to (not including) the DHKey check. */
+async function upToDhKeyCheck(p: Side, c: ScriptedCentral, req: Partial<ReturnType<typeof features>> = {}): Promise<void> {
+  await inject(p.session, c.request(req));
+  c.takeResponse(p.lower.takePdus()[0]);
+  await inject(p.session, c.publicKey());
+  const [pk, conf] = p.lower.takePdus();
+  c.takePublicKey(pk);
+  c.takeConfirm(conf);
+  await inject(p.session, c.random());
+  c.takeRandom(p.lower.takePdus()[0]);
+}
+
+/** A full Just Works pairing with key distribution; returns the LTK the central derived. */
+async function pairJustWorks(p: Side, c: ScriptedCentral, identity: { irk: Uint8Array; address: Address } | undefined = CENTRAL_IDENTITY): Promise<Uint8Array> {
+  await upToDhKeyCheck(p, c);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  p.lower.takePdus();
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  p.lower.take();
+  if (identity) {
+    await inject(p.session, { type: 'identityInformation', irk: identity.irk });
+    await inject(p.session, { type: 'identityAddressInformation', address: identity.address });
+  }
+  return c.keysF5().ltk;
+}
+
+function bond(peer: Address, ltk: Uint8Array, extra: Partial<BondRecord> = {}): BondRecord {
+  return {
+    peer,
+    ltk,
+    ediv: 0,
+    rand: 0n,
+    keySize: 16,
+    authenticated: false,
+    secureConnections: true,
+    cccd: { 42: 1 },
+    gatt: { clientFeatures: 0, changeAware: true },
+    createdAt: '2025-01-01T00:00:00Z',
+    lastSeenAt: '2025-01-01T00:00:00Z',
+    ...extra,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Success
+
+test('Just Works as peripheral: exact bytes from Pairing Request to key distribution, LTK given only after the DHKey check, bond saved', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x04, authReq: 0x0d, initiatorKeyDist: 0x03, responderKeyDist: 0x03 }));
+  // NoInputNoOutput, bond+SC (no MITM: no IO), 16, EncKey cleared (SC), IdKey both ways.
+  assert.deepEqual(p.lower.take(), ['02030009100202']);
+  c.takeResponse({ type: 'pairingResponse', ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 2, responderKeyDist: 2 });
+  assert.equal(p.session.phase, 'waitPublicKey');
+  assert.equal(p.session.model, 'justWorks');
+
+  await inject(p.session, c.publicKey());
+  const [pk, conf] = p.lower.takePdus();
+  assert.equal(pk?.type, 'pairingPublicKey');
+  c.takePublicKey(pk);
+  c.takeConfirm(conf);
+  await inject(p.session, c.random());
+  const sent = p.lower.takePdus();
+  assert.equal(sent.length, 1);
+  c.takeRandom(sent[0]);
+  assert.ok(c.confirmMatches(), 'Cb = f4(PKbx, PKax, Nb, 0)');
+  assert.deepEqual(p.lower.calls, [], 'nothing handed to the controller yet');
+
+  // An LTK request now (before the check) would be refused; here the check comes first.
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.deepEqual(p.lower.take(), ['0d' + toHex(c.eb())], 'Eb = f6(MacKey, Nb, Na, 0, IOcapB, B, A)');
+  assert.equal(p.session.phase, 'waitEncryption');
+  assert.deepEqual(p.lower.calls, []);
+
+  const ltk = c.keysF5().ltk;
+  p.session.onLtkRequest(0n, 0);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls, [`ltkReply ${toHex(ltk)}`]);
+
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls.slice(1), ['readKeySize']);
+  // The responder distributes first: IRK, then identity address (static random D5:66:77:88:99:AA).
+  assert.deepEqual(p.lower.take(), [PERIPHERAL_ID_HEX.irk, PERIPHERAL_ID_HEX.addr]);
+  assert.equal(p.session.encrypted, true);
+  assert.equal(p.session.level, 2);
+  assert.equal(eventsNamed(p.events, 'securityChanged').at(-1)?.[0].level, 2);
+  assert.equal(p.session.phase, 'waitKeys');
+
+  await inject(p.session, { type: 'identityInformation', irk: CENTRAL_IDENTITY.irk });
+  assert.equal(eventsNamed(p.events, 'paired').length, 0, 'not paired before the identity address');
+  await inject(p.session, { type: 'identityAddressInformation', address: CENTRAL_IDENTITY.address });
+  assert.deepEqual(p.lower.take(), [], 'nothing more sent');
+
+  const [paired] = eventsNamed(p.events, 'paired');
+  assert.ok(paired);
+  assert.equal(paired[0].level, 2);
+  assert.equal(paired[0].bonded, true);
+  assert.equal(paired[0].keySize, 16);
+  assert.equal(paired[0].model, 'justWorks');
+  assert.deepEqual(paired[0].peerIdentity, CENTRAL_IDENTITY.address);
+  assert.equal(toHex(paired[0].ltk), toHex(ltk));
+
+  const stored = p.bonds.get(CENTRAL_IDENTITY.address);
+  assert.ok(stored);
+  assert.equal(toHex(stored.ltk), toHex(ltk));
+  assert.equal(toHex(stored.peerIrk ?? new Uint8Array()), toHex(CENTRAL_IDENTITY.irk));
+  assert.equal(stored.ediv, 0);
+  assert.equal(stored.rand, 0n);
+  assert.equal(stored.authenticated, false);
+  assert.equal(stored.secureConnections, true);
+  assert.equal(eventsNamed(p.events, 'bondSaved').length, 1);
+  assert.deepEqual(eventsNamed(p.events, 'identityResolved').at(-1)?.[0].identity, CENTRAL_IDENTITY.address);
+  assert.equal(p.session.phase, 'idle');
+  assert.equal(p.session.hasLtk(), true);
+  const [started] = eventsNamed(p.events, 'pairingStarted');
+  assert.equal(started?.[0].role, 'responder');
+  assert.equal(eventsNamed(p.events, 'pairingRequestReceived')[0]?.[0].request.authReq, 0x0d);
+});
+
+test('no bond when the central does not set the bonding flag: keys not distributed, link still encrypted (L2)', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ authReq: 0x08, initiatorKeyDist: 0x03, responderKeyDist: 0x03 }));
+  // Our AuthReq still says bonding (we are bondable); both distributions are 0.
+  assert.deepEqual(p.lower.take(), ['02030009100000']);
+  // The same flow on a fresh side, to completion.
+  const p3 = makeSide();
+  const c3 = new ScriptedCentral();
+  await upToDhKeyCheck(p3, c3, { authReq: 0x08 });
+  await inject(p3.session, { type: 'pairingDhKeyCheck', check: c3.ea() });
+  p3.lower.take();
+  p3.session.onLtkRequest(0n, 0);
+  p3.session.onEncryptionChange(0, true);
+  await drain(p3.session);
+  assert.deepEqual(p3.lower.take(), [], 'no key distribution');
+  const [paired] = eventsNamed(p3.events, 'paired');
+  assert.equal(paired?.[0].bonded, false);
+  assert.equal(paired?.[0].level, 2);
+  assert.equal(p3.bonds.puts, 0);
+  assert.equal(p3.session.hasLtk(), true, 'this connection has a key');
+});
+
+test('a device without a local identity distributes nothing and still takes the peer IdKey', async () => {
+  const p = makeSide({ identity: null });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  assert.deepEqual(p.lower.take(), ['02030009100200']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Feature exchange failures
+
+test('Pairing Request without the SC bit gets Pairing Failed 0x03 (LESC only)', async () => {
+  const p = makeSide();
+  await inject(p.session, fromHex('01040005100303'));
+  assert.deepEqual(p.lower.take(), ['0503']);
+  const [f] = eventsNamed(p.events, 'pairingFailed');
+  assert.equal(f?.[0].reason, SmpReason.AuthenticationRequirements);
+  assert.equal(f?.[0].by, 'local');
+  assert.match(f?.[0].message ?? '', /LE Secure Connections only/);
+  assert.equal(p.session.phase, 'idle');
+  assert.equal(p.backoff.failures(CENTRAL_ADDR), 0, 'a refusal before the procedure started is not a failed attempt');
+});
+
+test('key size: a peer offering less than the minimum gets 0x06; out-of-range sizes get 0x0A; a lower minimum accepts and masks the LTK', async () => {
+  const p = makeSide();
+  await inject(p.session, fromHex('0104000d0f0303'));
+  assert.deepEqual(p.lower.take(), ['0506']);
+  await inject(p.session, fromHex('0104000d110303'));
+  assert.deepEqual(p.lower.take(), ['050a']);
+  await inject(p.session, fromHex('0104000d060303'));
+  assert.deepEqual(p.lower.take(), ['050a']);
+
+  const q = makeSide({ policy: { minKeySize: 10 } });
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(q, c, { maxKeySize: 10 });
+  await inject(q.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.equal(q.lower.take().length, 1);
+  q.session.onLtkRequest(0n, 0);
+  await drain(q.session);
+  const masked = c.keysF5(10).ltk;
+  assert.equal(toHex(masked.subarray(10)), '000000000000');
+  assert.deepEqual(q.lower.calls, [`ltkReply ${toHex(masked)}`]);
+});
+
+test('a short key read back after Encryption Change disconnects with 0x05 Authentication Failure', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(p, c);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  p.lower.take();
+  p.lower.keySize = 7;
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls.slice(1), ['readKeySize', 'disconnect 0x05']);
+  assert.deepEqual(p.lower.take(), ['0506'], 'Pairing Failed 0x06 Encryption Key Size before the disconnect');
+  assert.equal(p.session.encrypted, false);
+  assert.equal(eventsNamed(p.events, 'paired').length, 0);
+});
+
+test('pairing window closed: Pairing Request gets 0x05 Pairing Not Supported', async () => {
+  let open = false;
+  const p = makeSide({ policy: { isPairingAllowed: () => open } });
+  await inject(p.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.deepEqual(p.lower.take(), ['0505']);
+  open = true;
+  await inject(p.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.equal(p.lower.take()[0]?.slice(0, 2), '02');
+});
+
+test('requireMitm refuses a Just Works pairing with 0x03; OOB flagged by the peer gets 0x02', async () => {
+  const p = makeSide({ policy: { requireMitm: true } });
+  await inject(p.session, encodeSmp({ type: 'pairingRequest', ...features({ ioCapability: 0x03 }) }));
+  assert.deepEqual(p.lower.take(), ['0503']);
+  const q = makeSide();
+  await inject(q.session, encodeSmp({ type: 'pairingRequest', ...features({ oobDataFlag: 1 }) }));
+  assert.deepEqual(q.lower.take(), ['0502']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Public key validation
+
+test('an invalid peer public key (off the curve, or all zero) gets 0x0B DHKey Check Failed at once', async () => {
+  for (const bad of [new Uint8Array(64), (() => {
+    const k = new ScriptedCentral().keys.publicKey.slice();
+    k[40] = (k[40] as number) ^ 1;
+    return k;
+  })()]) {
+    const p = makeSide();
+    const c = new ScriptedCentral();
+    await inject(p.session, c.request());
+    p.lower.take();
+    await inject(p.session, { type: 'pairingPublicKey', publicKey: bad });
+    assert.deepEqual(p.lower.take(), ['050b'], 'no public key of ours, no confirm');
+    assert.equal(eventsNamed(p.events, 'pairingFailed')[0]?.[0].reason, 0x0b);
+    assert.equal(p.session.phase, 'idle');
+  }
+});
+
+test('the debug public key is refused with 0x03 unless allowDebugKeys', async () => {
+  const debugKeys = keyPairFromPrivateKey(DEBUG_PRIVATE_KEY);
+  const p = makeSide();
+  const c = new ScriptedCentral(CENTRAL_ADDR, PERIPHERAL_ADDR, 'dbg', debugKeys);
+  await inject(p.session, c.request());
+  p.lower.take();
+  await inject(p.session, c.publicKey());
+  assert.deepEqual(p.lower.take(), ['0503']);
+
+  const q = makeSide({ policy: { allowDebugKeys: true } });
+  const d = new ScriptedCentral(CENTRAL_ADDR, PERIPHERAL_ADDR, 'dbg', debugKeys);
+  await inject(q.session, d.request());
+  q.lower.take();
+  await inject(q.session, d.publicKey());
+  assert.deepEqual(q.lower.takePdus().map((x) => x.type), ['pairingPublicKey', 'pairingConfirm']);
+});
+
+test('central: a responder reflecting our own public key gets 0x0B', async () => {
+  const c = makeSide({ role: 'central' });
+  const pairing = c.session.pair();
+  pairing.catch(() => undefined);
+  await drain(c.session);
+  const [req] = c.lower.takePdus();
+  assert.equal(req?.type, 'pairingRequest');
+  await inject(c.session, { type: 'pairingResponse', ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 2, responderKeyDist: 2 });
+  const [ourKey] = c.lower.takePdus();
+  assert.equal(ourKey?.type, 'pairingPublicKey');
+  await inject(c.session, ourKey as SmpPdu);
+  assert.deepEqual(c.lower.take(), ['050b']);
+  await assert.rejects(pairing, (e: unknown) => e instanceof SmpError && e.reason === 0x0b);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Authentication failures
+
+test('a wrong DHKey check gets 0x0B and no key ever reaches the controller', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(p, c);
+  const wrong = c.ea();
+  wrong[0] = (wrong[0] as number) ^ 0x01;
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: wrong });
+  assert.deepEqual(p.lower.take(), ['050b']);
+  p.session.onLtkRequest(0n, 0);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls, ['ltkNegativeReply']);
+  assert.equal(eventsNamed(p.events, 'ltkRequestUnknown').length, 1);
+  assert.equal(p.bonds.puts, 0);
+});
+
+test('SweynTooth: the central starting encryption before the DHKey check gets a negative reply and 0x08', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(p, c);
+  p.session.onLtkRequest(0n, 0);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls, ['ltkNegativeReply']);
+  assert.deepEqual(p.lower.take(), ['0508']);
+  assert.equal(p.session.phase, 'idle');
+  // The DHKey check arriving afterwards belongs to no procedure.
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.deepEqual(p.lower.take(), ['0508']);
+  assert.equal(p.lower.calls.filter((x) => x.startsWith('ltkReply')).length, 0);
+});
+
+test('SweynTooth: Public Key before Pairing Request, Confirm before public keys, DHKey Check skipping Random: each 0x08', async () => {
+  const c = new ScriptedCentral();
+  const p = makeSide();
+  await inject(p.session, c.publicKey());
+  assert.deepEqual(p.lower.take(), ['0508']);
+  assert.equal(p.session.phase, 'idle');
+
+  const q = makeSide();
+  await inject(q.session, c.request());
+  q.lower.take();
+  await inject(q.session, { type: 'pairingConfirm', confirm: ZERO16 });
+  assert.deepEqual(q.lower.take(), ['0508']);
+
+  const r = makeSide();
+  await inject(r.session, c.request());
+  r.lower.take();
+  await inject(r.session, c.publicKey());
+  r.lower.take();
+  await inject(r.session, { type: 'pairingDhKeyCheck', check: ZERO16 });
+  assert.deepEqual(r.lower.take(), ['0508']);
+  assert.deepEqual(r.lower.calls, []);
+});
+
+test('duplicate PDUs: a second Pairing Request, a second Public Key, a second Random each end the procedure with 0x08', async () => {
+  const c = new ScriptedCentral();
+  const p = makeSide();
+  await inject(p.session, c.request());
+  p.lower.take();
+  await inject(p.session, c.request());
+  assert.deepEqual(p.lower.take(), ['0508']);
+
+  const q = makeSide();
+  await inject(q.session, c.request());
+  await inject(q.session, c.publicKey());
+  q.lower.take();
+  await inject(q.session, c.publicKey());
+  assert.deepEqual(q.lower.take(), ['0508']);
+
+  const r = makeSide();
+  await upToDhKeyCheck(r, new ScriptedCentral());
+  await inject(r.session, { type: 'pairingRandom', random: ZERO16 });
+  assert.deepEqual(r.lower.take(), ['0508']);
+});
+
+test('malformed PDUs are answered, never thrown: truncated 0x0A, unknown code 0x07, wrong-role PDUs 0x07, a malformed Pairing Failed is not answered', async () => {
+  const p = makeSide();
+  await inject(p.session, fromHex('010400'));
+  assert.deepEqual(p.lower.take(), ['050a']);
+  await inject(p.session, fromHex('0c0102'));
+  assert.deepEqual(p.lower.take(), ['050a']);
+  await inject(p.session, new Uint8Array(0));
+  assert.deepEqual(p.lower.take(), ['050a']);
+  await inject(p.session, fromHex('2a00'));
+  assert.deepEqual(p.lower.take(), ['0507']);
+  await inject(p.session, fromHex('0b0d'));
+  assert.deepEqual(p.lower.take(), ['0507'], 'Security Request to a peripheral');
+  await inject(p.session, encodeSmp({ type: 'pairingResponse', ...features() }));
+  assert.deepEqual(p.lower.take(), ['0507'], 'Pairing Response to a peripheral');
+  // Mid-procedure: a truncated Random ends it with 0x0A.
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  await inject(p.session, c.publicKey());
+  p.lower.take();
+  await inject(p.session, fromHex('04' + '00'.repeat(15)));
+  assert.deepEqual(p.lower.take(), ['050a']);
+  assert.equal(p.session.phase, 'idle');
+  // A malformed Pairing Failed during a procedure ends it silently.
+  const q = makeSide();
+  await inject(q.session, c.request());
+  q.lower.take();
+  await inject(q.session, fromHex('050b00'));
+  assert.deepEqual(q.lower.take(), []);
+  assert.equal(q.session.phase, 'idle');
+  assert.equal(eventsNamed(q.events, 'pairingFailed').at(-1)?.[0].by, 'peer');
+});
+
+test('Pairing Failed from the peer ends the procedure without an answer and reports the reason', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  p.lower.take();
+  await inject(p.session, { type: 'pairingFailed', reason: SmpReason.NumericComparisonFailed });
+  assert.deepEqual(p.lower.take(), []);
+  const [f] = eventsNamed(p.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'peer');
+  assert.equal(f?.[0].reason, 0x0c);
+  assert.equal(f?.[0].reasonName, 'Numeric Comparison Failed');
+  assert.equal(p.session.phase, 'idle');
+});
+
+test('every phase lists the PDUs allowed next; Pairing Failed is handled in all of them', () => {
+  assert.deepEqual(ALLOWED.waitPublicKey, ['pairingPublicKey']);
+  assert.deepEqual(ALLOWED.waitDhKeyCheck, ['pairingDhKeyCheck']);
+  assert.deepEqual(ALLOWED.waitEncryption, []);
+  assert.deepEqual(ALLOWED.timedOut, []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Timeout
+
+test('30 s SMP timeout: event emitted, later PDUs ignored, no new pairing on this link', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  p.lower.take();
+  await p.clock.advance(29_999);
+  assert.equal(eventsNamed(p.events, 'timeout').length, 0);
+  await p.clock.advance(1);
+  assert.equal(eventsNamed(p.events, 'timeout').length, 1);
+  const [f] = eventsNamed(p.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'timeout');
+  assert.equal(f?.[0].reason, undefined);
+  assert.equal(p.session.phase, 'timedOut');
+  assert.deepEqual(p.lower.take(), [], 'no Pairing Failed after a timeout');
+  await inject(p.session, c.publicKey());
+  await inject(p.session, c.request());
+  await inject(p.session, fromHex('ff'));
+  assert.deepEqual(p.lower.take(), [], 'nothing sent any more');
+  assert.equal(p.clock.pendingCount, 0, 'no timer left');
+});
+
+test('the SMP timer restarts with every PDU we send and stops when pairing completes', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  await p.clock.advance(20_000);
+  await inject(p.session, c.publicKey());
+  await p.clock.advance(20_000);
+  assert.equal(eventsNamed(p.events, 'timeout').length, 0, 'restarted by our Public Key and Confirm');
+  const p2 = makeSide();
+  await pairJustWorks(p2, new ScriptedCentral());
+  assert.equal(eventsNamed(p2.events, 'paired').length, 1);
+  assert.equal(p2.clock.pendingCount, 0);
+  await p2.clock.advance(60_000);
+  assert.equal(eventsNamed(p2.events, 'timeout').length, 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Repeated attempts
+
+test('repeated attempts: after a failure a new Pairing Request gets 0x09 within a growing interval, shared across sessions', async () => {
+  const clock = new VirtualClock();
+  const backoff = new PairingBackoff(clock, { initialMs: 2_000, maxMs: 60_000 });
+  const fail = async (s: Side): Promise<void> => {
+    const c = new ScriptedCentral();
+    await upToDhKeyCheck(s, c);
+    await inject(s.session, { type: 'pairingDhKeyCheck', check: ZERO16 });
+    assert.deepEqual(s.lower.take(), ['050b']);
+  };
+  const p = makeSide({ clock, backoff });
+  await fail(p);
+  await inject(p.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.deepEqual(p.lower.take(), ['0509']);
+  assert.match(eventsNamed(p.events, 'pairingFailed').at(-1)?.[0].message ?? '', /Repeated Attempts/);
+  // Another connection from the same peer shares the table.
+  const q = makeSide({ clock, backoff });
+  await inject(q.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.deepEqual(q.lower.take(), ['0509']);
+  await clock.advance(2_000);
+  await fail(q);
+  // Second failure: 4 s.
+  await clock.advance(3_000);
+  await inject(q.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.deepEqual(q.lower.take(), ['0509']);
+  await clock.advance(1_000);
+  await inject(q.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.equal(q.lower.take()[0]?.slice(0, 2), '02', 'allowed after 4 s');
+  // Another peer is not affected.
+  const other = makeSide({ clock, backoff, peerAddress: { type: 'public', address: '00:11:22:33:44:55' } });
+  await inject(other.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.equal(other.lower.take()[0]?.slice(0, 2), '02');
+});
+
+test('the back-off table grows exponentially up to its cap, forgets, clears on success and stays bounded', async () => {
+  const clock = new VirtualClock();
+  const b = new PairingBackoff(clock, { initialMs: 1_000, maxMs: 8_000, forgetAfterMs: 60_000, maxEntries: 3 });
+  const a: Address = { type: 'public', address: '00:00:00:00:00:01' };
+  assert.deepEqual([1, 2, 3, 4, 5].map(() => b.recordFailure(a)), [1_000, 2_000, 4_000, 8_000, 8_000]);
+  assert.equal(b.remainingMs(a), 8_000);
+  await clock.advance(8_000 + 60_000);
+  assert.equal(b.failures(a), 0, 'forgotten');
+  b.recordFailure(a);
+  b.recordSuccess(a);
+  assert.equal(b.remainingMs(a), 0);
+  for (let i = 2; i < 10; i++) b.recordFailure({ type: 'random', address: `00:00:00:00:00:0${i}` });
+  assert.equal(b.size, 3);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Re-pairing and bonds
+
+test("re-pairing policy 'reject': a bonded peer asking to pair gets 0x03 and the bond is untouched", async () => {
+  const oldLtk = fromHex('11'.repeat(16));
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, oldLtk, { peerIrk: CENTRAL_IDENTITY.irk })]);
+  const rpa = rpaFor(CENTRAL_IDENTITY.irk);
+  const p = makeSide({ bonds, peerAddress: rpa });
+  assert.equal(eventsNamed(p.events, 'identityResolved')[0]?.[0].source, 'bond', 'start() resolved the RPA');
+  assert.deepEqual(p.session.peerIdentity, CENTRAL_IDENTITY.address, 'RPA resolved through the bond');
+  await inject(p.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  assert.deepEqual(p.lower.take(), ['0503']);
+  assert.match(eventsNamed(p.events, 'pairingFailed')[0]?.[0].message ?? '', /already holds a bond/);
+  assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
+});
+
+test("re-pairing policy 'replace': the old bond is replaced only after the new pairing completed", async () => {
+  const oldLtk = fromHex('22'.repeat(16));
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, oldLtk, { peerIrk: CENTRAL_IDENTITY.irk })]);
+  const rpa = rpaFor(CENTRAL_IDENTITY.irk);
+  const p = makeSide({ bonds, peerAddress: rpa, policy: { rePairing: 'replace' } });
+  const c = new ScriptedCentral(rpa);
+  await upToDhKeyCheck(p, c);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  await inject(p.session, { type: 'identityInformation', irk: CENTRAL_IDENTITY.irk });
+  assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk), 'old bond kept until the end');
+  await inject(p.session, { type: 'identityAddressInformation', address: CENTRAL_IDENTITY.address });
+  const stored = bonds.get(CENTRAL_IDENTITY.address);
+  assert.equal(toHex(stored?.ltk ?? new Uint8Array()), toHex(c.keysF5().ltk), 'replaced by the new LTK');
+  assert.deepEqual(stored?.cccd, {}, 'a new bond starts with no CCCDs');
+  assert.equal(bonds.bonds.size, 1);
+});
+
+test("re-pairing policy 'replace': a failed or spoofed attempt never evicts the old bond", async () => {
+  const oldLtk = fromHex('33'.repeat(16));
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, oldLtk)]);
+  const p = makeSide({ bonds, peerAddress: CENTRAL_IDENTITY.address, policy: { rePairing: 'replace' } });
+  const c = new ScriptedCentral(CENTRAL_IDENTITY.address);
+  await upToDhKeyCheck(p, c);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: ZERO16 });
+  assert.deepEqual(p.lower.take(), ['050b']);
+  assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
+  assert.equal(bonds.puts + bonds.removes, 0);
+  // A timeout mid-pairing keeps it too.
+  const q = makeSide({ bonds, peerAddress: CENTRAL_IDENTITY.address, policy: { rePairing: 'replace' } });
+  await inject(q.session, encodeSmp({ type: 'pairingRequest', ...features() }));
+  await q.clock.advance(30_000);
+  assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
+});
+
+test("policy 'reject': an unrecognised peer claiming a bonded identity in key distribution gets 0x03 and the bond is kept", async () => {
+  const oldLtk = fromHex('44'.repeat(16));
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, oldLtk)]);
+  const p = makeSide({ bonds });
+  const c = new ScriptedCentral();
+  await pairJustWorks(p, c);
+  assert.deepEqual(p.lower.take(), ['0503']);
+  assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
+  assert.equal(eventsNamed(p.events, 'paired').length, 0);
+});
+
+test('an identity address that is not public or static random is not taken as identity', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await pairJustWorks(p, c, { irk: CENTRAL_IDENTITY.irk, address: { type: 'random', address: '41:22:33:44:55:66' } });
+  const [paired] = eventsNamed(p.events, 'paired');
+  assert.deepEqual(paired?.[0].peerIdentity, CENTRAL_ADDR);
+  assert.equal(p.bonds.get(CENTRAL_ADDR)?.peerIrk, undefined);
+});
+
+test('a bond store write failure is reported and the pairing still completes unbonded', async () => {
+  const p = makeSide();
+  p.bonds.failPut = true;
+  await pairJustWorks(p, new ScriptedCentral());
+  const [paired] = eventsNamed(p.events, 'paired');
+  assert.equal(paired?.[0].bonded, false);
+  assert.equal(eventsNamed(p.events, 'bondSaved').length, 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reconnection: LTK requests
+
+test('a bonded peer reconnecting on an RPA is encrypted with its stored key (EDIV 0, Rand 0), level from the bond', async () => {
+  const ltk = fromHex('55'.repeat(16));
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, ltk, { peerIrk: CENTRAL_IDENTITY.irk, authenticated: true })]);
+  const p = makeSide({ bonds, peerAddress: rpaFor(CENTRAL_IDENTITY.irk, 0x0abcde) });
+  assert.equal(p.session.hasLtk(), true);
+  assert.equal(p.session.level, 1);
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls, [`ltkReply ${toHex(ltk)}`, 'readKeySize']);
+  assert.equal(p.session.level, 4);
+  assert.equal(p.session.authenticated, true);
+  assert.equal(eventsNamed(p.events, 'securityChanged').at(-1)?.[0].level, 4);
+  assert.notEqual(bonds.get(CENTRAL_IDENTITY.address)?.lastSeenAt, '2025-01-01T00:00:00Z', 'last seen updated');
+});
+
+test('an LTK request for a key this device does not have gets a negative reply and ltkRequestUnknown', async () => {
+  const p = makeSide();
+  p.session.onLtkRequest(0n, 0);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls, ['ltkNegativeReply']);
+  const [u] = eventsNamed(p.events, 'ltkRequestUnknown');
+  assert.deepEqual(u?.[0], { peer: CENTRAL_ADDR, ediv: 0, rand: 0n });
+  // A legacy EDIV/Rand never matches an SC bond.
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_ADDR, fromHex('66'.repeat(16)))]);
+  const q = makeSide({ bonds });
+  q.session.onLtkRequest(0x1122334455667788n, 0x1234);
+  await drain(q.session);
+  assert.deepEqual(q.lower.calls, ['ltkNegativeReply']);
+});
+
+test('encryption failure (MIC failure) is reported and leaves the link at level 1', async () => {
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_ADDR, fromHex('77'.repeat(16)))]);
+  const p = makeSide({ bonds });
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0x3d, false);
+  await drain(p.session);
+  assert.equal(eventsNamed(p.events, 'encryptionFailed')[0]?.[0].status, 0x3d);
+  assert.equal(p.session.level, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Security Request policy
+
+test("Security Request 'on-connect' is sent after the delay, once; 'never' sends none", async () => {
+  const p = makeSide({ policy: { securityRequest: 'on-connect', securityRequestDelayMs: 500 } });
+  await p.clock.advance(499);
+  await drain(p.session);
+  assert.deepEqual(p.lower.take(), []);
+  await p.clock.advance(1);
+  await drain(p.session);
+  assert.deepEqual(p.lower.take(), ['0b09'], 'bonding + SC, no MITM for NoInputNoOutput');
+  assert.equal(eventsNamed(p.events, 'securityRequestSent')[0]?.[0].authReq, 0x09);
+  assert.equal(p.session.requestSecurity(), false, 'only once per connection');
+  const q = makeSide();
+  await q.clock.advance(10_000);
+  q.session.onAttSecurityRejection();
+  await q.clock.advance(10_000);
+  assert.deepEqual(q.lower.take(), []);
+});
+
+test("Security Request 'after-att-rejection' waits for ATT; skipped when the link is already encrypting", async () => {
+  const p = makeSide({ policy: { securityRequest: 'after-att-rejection', securityRequestDelayMs: 100, ioCapability: 0x01, confirmNumericComparison: async () => true } });
+  await p.clock.advance(5_000);
+  assert.deepEqual(p.lower.take(), []);
+  p.session.onAttSecurityRejection();
+  await p.clock.advance(100);
+  await drain(p.session);
+  assert.deepEqual(p.lower.take(), ['0b0d'], 'bonding + MITM + SC for a DisplayYesNo device');
+
+  const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_ADDR, fromHex('88'.repeat(16)))]);
+  const q = makeSide({ bonds, policy: { securityRequest: 'after-att-rejection', securityRequestDelayMs: 100 } });
+  q.session.onLtkRequest(0n, 0);
+  await drain(q.session);
+  q.session.onAttSecurityRejection();
+  await q.clock.advance(100);
+  await drain(q.session);
+  assert.deepEqual(q.lower.take(), [], 'the central is already encrypting: no collision');
+
+  const closed = makeSide({ policy: { securityRequest: 'on-connect', isPairingAllowed: () => false } });
+  await closed.clock.advance(10);
+  await drain(closed.session);
+  assert.deepEqual(closed.lower.take(), [], 'no pairing allowed and no bond: a Security Request would only fail');
+});
+
+test('a Pairing Failed answering our Security Request is reported', async () => {
+  const p = makeSide();
+  assert.equal(p.session.requestSecurity(), true);
+  p.lower.take();
+  await inject(p.session, { type: 'pairingFailed', reason: SmpReason.PairingNotSupported });
+  const [f] = eventsNamed(p.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'peer');
+  assert.match(f?.[0].message ?? '', /refused our Security Request/);
+  assert.deepEqual(p.lower.take(), []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Numeric Comparison and Passkey Entry (scripted central)
+
+test('Numeric Comparison: the user sees g2 mod 10^6; Eb waits for the user; L4 after the check', async () => {
+  let resolveUser!: (ok: boolean) => void;
+  const shown: number[] = [];
+  const p = makeSide({
+    policy: {
+      ioCapability: 0x01,
+      confirmNumericComparison: (v) => {
+        shown.push(v);
+        return new Promise<boolean>((r) => (resolveUser = r));
+      },
+    },
+  });
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(p, c, { ioCapability: 0x04, authReq: 0x0d });
+  assert.equal(p.session.model, 'numericComparison');
+  assert.deepEqual(shown, [g2(c.pkaX(), c.pkbX(), c.na, c.nb as Uint8Array) % 1_000_000]);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.deepEqual(p.lower.take(), [], 'Eb held until our user confirms');
+  resolveUser(true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.take(), ['0d' + toHex(c.eb())]);
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  await inject(p.session, { type: 'identityInformation', irk: CENTRAL_IDENTITY.irk });
+  await inject(p.session, { type: 'identityAddressInformation', address: CENTRAL_IDENTITY.address });
+  const [paired] = eventsNamed(p.events, 'paired');
+  assert.equal(paired?.[0].level, 4);
+  assert.equal(paired?.[0].authenticated, true);
+  assert.equal(p.bonds.get(CENTRAL_IDENTITY.address)?.authenticated, true);
+});
+
+test('Numeric Comparison rejected by our user gets 0x0C; a missing hook also 0x0C', async () => {
+  const p = makeSide({ policy: { ioCapability: 0x01, confirmNumericComparison: async () => false } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x01, authReq: 0x0d }));
+  await inject(p.session, c.publicKey());
+  p.lower.take();
+  await inject(p.session, c.random());
+  assert.deepEqual(p.lower.takePdus().map((x) => (x.type === 'pairingFailed' ? `failed ${x.reason}` : x.type)), ['pairingRandom', 'failed 12']);
+  assert.equal(eventsNamed(p.events, 'pairingFailed')[0]?.[0].by, 'local');
+  const q = makeSide({ policy: { ioCapability: 0x01 } });
+  await inject(q.session, c.request({ ioCapability: 0x01, authReq: 0x0d }));
+  await inject(q.session, c.publicKey());
+  q.lower.take();
+  await inject(q.session, c.random());
+  assert.deepEqual(q.lower.takePdus().map((x) => (x.type === 'pairingFailed' ? `failed ${x.reason}` : x.type)), ['pairingRandom', 'failed 12']);
+});
+
+/** 20 passkey rounds from the scripted central; returns false at the first failed check. */
+async function passkeyRounds(p: Side, c: ScriptedCentral, passkey: number): Promise<boolean> {
+  for (let i = 0; i < 20; i++) {
+    const bit = 0x80 | ((passkey >> i) & 1);
+    const nai = c.rng.bytes(16);
+    await inject(p.session, { type: 'pairingConfirm', confirm: f4(c.pkaX(), c.pkbX(), nai, bit) });
+    const [cbi] = p.lower.takePdus();
+    if (cbi?.type !== 'pairingConfirm') return false;
+    await inject(p.session, { type: 'pairingRandom', random: nai });
+    const [nbi] = p.lower.takePdus();
+    if (nbi?.type !== 'pairingRandom') return false;
+    assert.ok(bytesEqual(f4(c.pkbX(), c.pkaX(), nbi.random, bit), cbi.confirm), `Cb${i + 1} matches Nb${i + 1}`);
+    c.na = nai;
+    c.nb = nbi.random;
+  }
+  return true;
+}
+
+test('Passkey Entry, peripheral displays: 20 rounds, Ea/Eb with r = passkey, L4', async () => {
+  const shown: number[] = [];
+  const p = makeSide({ policy: { ioCapability: 0x00, displayPasskey: (v) => void shown.push(v) } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x02, authReq: 0x0d }));
+  c.takeResponse(p.lower.takePdus()[0]);
+  await inject(p.session, c.publicKey());
+  const sent = p.lower.takePdus();
+  assert.deepEqual(sent.map((x) => x.type), ['pairingPublicKey'], 'no confirm before round 1');
+  c.takePublicKey(sent[0]);
+  assert.equal(shown.length, 1);
+  const passkey = shown[0] as number;
+  assert.ok(passkey >= 0 && passkey <= 999_999);
+  assert.ok(await passkeyRounds(p, c, passkey));
+  const r = passkeyAsR(passkey);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea(r) });
+  assert.deepEqual(p.lower.take(), ['0d' + toHex(c.eb(r))]);
+  p.session.onLtkRequest(0n, 0);
+  p.session.onEncryptionChange(0, true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.calls[0], `ltkReply ${toHex(c.keysF5().ltk)}`);
+  assert.equal(p.session.level, 4);
+});
+
+test('Passkey Entry with a wrong passkey fails in round 1 with 0x04 Confirm Value Failed', async () => {
+  let shown = -1;
+  const p = makeSide({ policy: { ioCapability: 0x00, displayPasskey: (v) => void (shown = v) } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x02, authReq: 0x0d }));
+  c.takeResponse(p.lower.takePdus()[0]);
+  await inject(p.session, c.publicKey());
+  c.takePublicKey(p.lower.takePdus()[0]);
+  const wrong = shown ^ 1;
+  const nai = c.rng.bytes(16);
+  await inject(p.session, { type: 'pairingConfirm', confirm: f4(c.pkaX(), c.pkbX(), nai, 0x80 | (wrong & 1)) });
+  p.lower.take();
+  await inject(p.session, { type: 'pairingRandom', random: nai });
+  assert.deepEqual(p.lower.take(), ['0504']);
+});
+
+test('Passkey Entry, peripheral inputs: a confirm arriving before the user typed is held; cancel gives 0x01', async () => {
+  let answer!: (v: number | undefined) => void;
+  const p = makeSide({ policy: { ioCapability: 0x02, requestPasskey: () => new Promise((r) => (answer = r)) } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x00, authReq: 0x0d }));
+  c.takeResponse(p.lower.takePdus()[0]);
+  await inject(p.session, c.publicKey());
+  c.takePublicKey(p.lower.takePdus()[0]);
+  const passkey = 654321;
+  const nai = c.rng.bytes(16);
+  await inject(p.session, { type: 'pairingConfirm', confirm: f4(c.pkaX(), c.pkbX(), nai, 0x80 | (passkey & 1)) });
+  assert.deepEqual(p.lower.take(), [], 'held until the passkey is typed');
+  answer(passkey);
+  await drain(p.session);
+  const [cb1] = p.lower.takePdus();
+  assert.equal(cb1?.type, 'pairingConfirm');
+  await inject(p.session, { type: 'pairingRandom', random: nai });
+  assert.equal(p.lower.takePdus()[0]?.type, 'pairingRandom');
+
+  const q = makeSide({ policy: { ioCapability: 0x02, requestPasskey: async () => undefined } });
+  const d = new ScriptedCentral();
+  await inject(q.session, d.request({ ioCapability: 0x00, authReq: 0x0d }));
+  await inject(q.session, d.publicKey());
+  await drain(q.session);
+  assert.deepEqual(q.lower.take().slice(-1), ['0501']);
+});
+
+test('association model table (Vol 3 Part H 2.3.5.1, SC)', () => {
+  const m = (i: number, r: number, mitm = true): string => {
+    const a = selectAssociation(features({ ioCapability: i, authReq: mitm ? 0x0d : 0x09 }), features({ ioCapability: r, authReq: 0x09 }));
+    return a.model === 'passkeyEntry' ? `PK:${a.initiator}/${a.responder}` : a.model;
+  };
+  assert.equal(m(4, 3), 'justWorks');
+  assert.equal(m(4, 1), 'numericComparison');
+  assert.equal(m(1, 1), 'numericComparison');
+  assert.equal(m(4, 0), 'PK:input/display');
+  assert.equal(m(0, 2), 'PK:display/input');
+  assert.equal(m(2, 2), 'PK:input/input');
+  assert.equal(m(4, 2), 'PK:display/input');
+  assert.equal(m(1, 0), 'justWorks');
+  assert.equal(m(4, 4, false), 'justWorks', 'no MITM on either side: Just Works');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+test('every PDU in and out is logged decoded at debug level, secret keys redacted', async () => {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
+  const log = createLogger({ level: 'debug', pretty: false, destination });
+  const p = makeSide({ log });
+  await pairJustWorks(p, new ScriptedCentral());
+  const text = lines.join('');
+  assert.match(text, /"dir":"rx","pdu":"Pairing Request io=KeyboardDisplay/);
+  assert.match(text, /"dir":"tx","pdu":"Pairing Response io=NoInputNoOutput/);
+  assert.match(text, /"dir":"tx","pdu":"Pairing DHKey Check /);
+  assert.match(text, /"pdu":"Identity Information irk=<16 bytes redacted>"/);
+  assert.doesNotMatch(text, new RegExp(toHex(CENTRAL_IDENTITY.irk)));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Two SmpSessions back to back
+
+function pairOfSides(opts: { central?: Parameters<typeof makeSide>[0]; peripheral?: Parameters<typeof makeSide>[0] } = {}): { c: Side; p: Side; clock: VirtualClock } {
+  const clock = new VirtualClock();
+  const c = makeSide({ role: 'central', clock, random: seededRandom('b2b-c'), ...opts.central });
+  const p = makeSide({ role: 'peripheral', clock, random: seededRandom('b2b-p'), ...opts.peripheral });
+  linkBackToBack(c, p);
+  return { c, p, clock };
+}
+
+/** Lets two linked sessions talk until nothing has moved for a few turns of the event loop. */
+async function settleBoth(a: SmpSession, b: SmpSession): Promise<void> {
+  let quiet = 0;
+  let last = '';
+  for (let i = 0; i < 2_000 && quiet < 5; i++) {
+    await a.whenIdle();
+    await b.whenIdle();
+    await new Promise<void>((r) => setImmediate(r));
+    const now = `${a.phase}/${b.phase}/${linkTicks.n}`;
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+}
+
+
+test('back to back, Just Works: both sides derive the same LTK, encrypt at L2, exchange identities and bond', async () => {
+  const { c, p } = pairOfSides();
+  const result = c.session.pair();
+  await settleBoth(c.session, p.session);
+  const info = await result;
+  const [pp] = eventsNamed(p.events, 'paired');
+  assert.ok(pp);
+  assert.equal(toHex(info.ltk), toHex(pp[0].ltk));
+  assert.equal(info.level, 2);
+  assert.equal(pp[0].level, 2);
+  assert.equal(c.session.level, 2);
+  assert.equal(p.session.level, 2);
+  assert.deepEqual(info.peerIdentity, PERIPHERAL_IDENTITY.address);
+  assert.deepEqual(pp[0].peerIdentity, CENTRAL_IDENTITY.address);
+  assert.equal(toHex(c.bonds.get(PERIPHERAL_IDENTITY.address)?.peerIrk ?? new Uint8Array()), toHex(PERIPHERAL_IDENTITY.irk));
+  assert.equal(toHex(p.bonds.get(CENTRAL_IDENTITY.address)?.peerIrk ?? new Uint8Array()), toHex(CENTRAL_IDENTITY.irk));
+  assert.deepEqual(c.lower.calls, [`startEncryption ${toHex(info.ltk)} 0 0`, 'readKeySize']);
+  assert.deepEqual(p.lower.calls, [`ltkReply ${toHex(info.ltk)}`, 'readKeySize']);
+});
+
+test('back to back, Numeric Comparison: both users see the same six digits, L4', async () => {
+  const seen: number[] = [];
+  const hook = async (v: number): Promise<boolean> => {
+    seen.push(v);
+    return true;
+  };
+  const { c, p } = pairOfSides({
+    central: { policy: { ioCapability: 0x04, confirmNumericComparison: hook } },
+    peripheral: { policy: { ioCapability: 0x01, confirmNumericComparison: hook } },
+  });
+  const info = await (async () => {
+    const r = c.session.pair();
+    await settleBoth(c.session, p.session);
+    return r;
+  })();
+  assert.equal(seen.length, 2);
+  assert.equal(seen[0], seen[1]);
+  assert.equal(info.model, 'numericComparison');
+  assert.equal(info.level, 4);
+  assert.equal(p.session.level, 4);
+});
+
+test('back to back, Passkey Entry: the peripheral displays, the central user types it, L4; a typo fails with 0x04 on both sides', async () => {
+  let displayed = -1;
+  const { c, p } = pairOfSides({
+    central: { policy: { ioCapability: 0x02, requestPasskey: async () => displayed } },
+    peripheral: { policy: { ioCapability: 0x00, displayPasskey: (v) => void (displayed = v) } },
+  });
+  const r = c.session.pair();
+  await settleBoth(c.session, p.session);
+  const info = await r;
+  assert.equal(info.model, 'passkeyEntry');
+  assert.equal(info.level, 4);
+  assert.equal(eventsNamed(p.events, 'paired')[0]?.[0].level, 4);
+
+  const bad = pairOfSides({
+    central: { policy: { ioCapability: 0x02, requestPasskey: async () => (displayed + 1) % 1_000_000 } },
+    peripheral: { policy: { ioCapability: 0x00, displayPasskey: (v) => void (displayed = v) } },
+  });
+  const r2 = bad.c.session.pair();
+  r2.catch(() => undefined);
+  await settleBoth(bad.c.session, bad.p.session);
+  await assert.rejects(r2, (e: unknown) => e instanceof SmpError && e.reason === 0x04);
+  const failures = [...eventsNamed(bad.c.events, 'pairingFailed'), ...eventsNamed(bad.p.events, 'pairingFailed')].map((f) => `${f[0].by}:${f[0].reason}`);
+  assert.ok(failures.includes('peer:4') && failures.includes('local:4'), failures.join(','));
+});
+
+test('back to back, reconnection: the central encrypts with the stored bond, the peripheral finds it through the RPA', async () => {
+  const first = pairOfSides();
+  const r = first.c.session.pair();
+  await settleBoth(first.c.session, first.p.session);
+  const info = await r;
+  // Reconnect: the central now uses an RPA from its IRK; same bond stores.
+  const clock = new VirtualClock();
+  const c = makeSide({ role: 'central', clock, bonds: first.c.bonds });
+  const p = makeSide({ role: 'peripheral', clock, bonds: first.p.bonds, peerAddress: rpaFor(CENTRAL_IDENTITY.irk, 0x2a2a2a) });
+  linkBackToBack(c, p);
+  assert.deepEqual(p.session.peerIdentity, CENTRAL_IDENTITY.address);
+  assert.equal(c.session.encryptWithBond(), true);
+  await settleBoth(c.session, p.session);
+  assert.deepEqual(p.lower.calls, [`ltkReply ${toHex(info.ltk)}`, 'readKeySize']);
+  assert.equal(c.session.level, 2);
+  assert.equal(p.session.level, 2);
+  assert.equal(eventsNamed(p.events, 'paired').length, 0, 'no pairing on reconnection');
+});
+
+test('back to back, Security Request: the peripheral asks, the central pairs; with a bond it encrypts instead', async () => {
+  const { c, p, clock: clk } = pairOfSides({ peripheral: { policy: { securityRequest: 'on-connect' } } });
+  await clk.advance(0);
+  await settleBoth(c.session, p.session);
+  assert.equal(eventsNamed(c.events, 'securityRequestReceived').length, 1);
+  assert.equal(eventsNamed(c.events, 'paired').length, 1);
+  assert.equal(eventsNamed(p.events, 'paired').length, 1);
+  // Reconnect with bonds: Security Request -> encryption with the bond, no pairing.
+  const clock = new VirtualClock();
+  const c2 = makeSide({ role: 'central', clock, bonds: c.bonds });
+  const p2 = makeSide({ role: 'peripheral', clock, bonds: p.bonds, peerAddress: CENTRAL_IDENTITY.address, policy: { securityRequest: 'on-connect' } });
+  linkBackToBack(c2, p2);
+  await clock.advance(0);
+  await settleBoth(c2.session, p2.session);
+  assert.equal(eventsNamed(c2.events, 'paired').length, 0);
+  assert.equal(c2.session.level, 2);
+  assert.equal(p2.session.level, 2);
+});
+
+test('back to back: a peripheral that lost its bond refuses the key (ltkRequestUnknown), the central sees 0x06', async () => {
+  const first = pairOfSides();
+  const r = first.c.session.pair();
+  await settleBoth(first.c.session, first.p.session);
+  await r;
+  const clock = new VirtualClock();
+  const c = makeSide({ role: 'central', clock, bonds: first.c.bonds });
+  const p = makeSide({ role: 'peripheral', clock });
+  linkBackToBack(c, p);
+  c.session.encryptWithBond();
+  await settleBoth(c.session, p.session);
+  assert.equal(eventsNamed(p.events, 'ltkRequestUnknown').length, 1);
+  assert.equal(eventsNamed(c.events, 'encryptionFailed')[0]?.[0].status, 0x06);
+  assert.equal(c.session.level, 1);
+});
+
+test('central: pair() on a peripheral session, or after disconnection, rejects with SmpError', async () => {
+  const p = makeSide();
+  await assert.rejects(p.session.pair(), SmpError);
+  const c = makeSide({ role: 'central' });
+  const r = c.session.pair();
+  c.session.onDisconnected();
+  await assert.rejects(r, SmpError);
+  assert.equal(c.session.phase, 'closed');
+  await assert.rejects(c.session.pair(), SmpError);
+});
+
+test('central: a Pairing Response without SC gets 0x03; one asking for keys not offered gets 0x0A', async () => {
+  const c = makeSide({ role: 'central' });
+  const r = c.session.pair();
+  r.catch(() => undefined);
+  await drain(c.session);
+  assert.deepEqual(c.lower.take(), ['01030009100202'], 'NoInputNoOutput, bond+SC, 16, IdKey both ways');
+  await inject(c.session, fromHex('02030001100202'));
+  assert.deepEqual(c.lower.take(), ['0503']);
+  await assert.rejects(r, (e: unknown) => e instanceof SmpError && e.reason === 0x03);
+
+  const d = makeSide({ role: 'central', clock: new VirtualClock() });
+  const r2 = d.session.pair();
+  r2.catch(() => undefined);
+  await drain(d.session);
+  d.lower.take();
+  await inject(d.session, fromHex('02030009100206'));
+  assert.deepEqual(d.lower.take(), ['050a']);
+});
+
+// Self-check of the scripted central: its f5/f6 use A = central, B = peripheral.
+test('harness sanity: the scripted central computes Ea with the initiator address first', () => {
+  const c = new ScriptedCentral();
+  c.peerKey = new ScriptedCentral(PERIPHERAL_ADDR, CENTRAL_ADDR, 'other').keys.publicKey;
+  c.nb = ZERO16;
+  const { macKey } = f5(c.dhKey(), c.na, ZERO16, addressForCrypto(CENTRAL_ADDR), addressForCrypto(PERIPHERAL_ADDR));
+  assert.equal(toHex(c.ea()), toHex(f6(macKey, c.na, ZERO16, ZERO16, ioCapField(c.preq), addressForCrypto(CENTRAL_ADDR), addressForCrypto(PERIPHERAL_ADDR))));
+});
