@@ -55,6 +55,7 @@ import {
   decodeSmp,
   encodeSmp,
   formatSmp,
+  ioCapabilityName,
   smpPduInfo,
   smpReasonName,
   type PairingFeatures,
@@ -659,7 +660,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       this.fail(
         SmpReason.AuthenticationRequirements,
         'local',
-        `this device requires MITM protection but the IO capabilities only allow Just Works (peer IO ${preq === proc.preq && this.lower.role === 'peripheral' ? preq.ioCapability : pres.ioCapability})`,
+        `this device requires MITM protection but the IO capabilities (initiator ${ioCapabilityName(preq.ioCapability)}, responder ${ioCapabilityName(pres.ioCapability)}) only allow Just Works`,
       );
       return false;
     }
@@ -1002,8 +1003,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       proc.na = proc.localNonce as Uint8Array;
       proc.nb = random.slice();
       if (model === 'numericComparison') {
-        this.askNumericComparison(proc);
         this.phaseNow = 'waitUser';
+        this.askNumericComparison(proc);
         return;
       }
       this.sendInitiatorCheck(proc);
