@@ -69,8 +69,9 @@ export interface PeerInfo {
   /** The peer's identity address, when known. */
   identity?: Address;
   identitySource?: IdentitySource;
-  /** For 'trace-irk': where the IRK that resolved the address was seen. */
+  /** For 'trace-irk': where the IRK that resolved the address was seen, and how. */
   irkSeenAt?: PacketRef;
+  irkVia?: 'smp' | 'resolving-list';
 }
 
 /** A connection as the timeline knows it. Mutable while the capture is decoded. */
@@ -93,6 +94,8 @@ export interface ConnectionRecord {
   readonly events: TimelineEvent[];
   /** ATT PDUs counted but not kept as events (notifications, ordinary responses, write commands). */
   attCounted: number;
+  /** ATT PDUs kept as events, error responses aside. */
+  attKept: number;
 }
 
 interface Base {
@@ -173,6 +176,13 @@ export interface TimelineOptions {
   resolveAddress?: (address: Address) => Address | undefined;
   /** Value handle of the accessory's Service Changed characteristic, when known (live: our GATT database). */
   serviceChangedHandle?: number;
+  /**
+   * Keep the flat `events` list of the whole timeline (default true). The rules read only the
+   * per-connection lists; a long-running live diagnoser turns this off.
+   */
+  keepGlobalEvents?: boolean;
+  /** ATT requests kept per connection before further ones are only counted (default 2000). */
+  maxAttEventsPerConnection?: number;
 }
 
 export interface Timeline {
@@ -316,9 +326,18 @@ export class TimelineBuilder {
   }
 
   private add(e: TimelineEvent): void {
-    this.events.push(e);
+    if (this.opts.keepGlobalEvents !== false) this.events.push(e);
     this.out.push(e);
     if ('connId' in e && e.connId !== undefined) this.connections[e.connId - 1]?.events.push(e);
+  }
+
+  /**
+   * Drops the events of an ended connection (its record stays, with an empty event list). Live
+   * use: bounds memory over a long session. Rules then see it as a connection with no history.
+   */
+  forget(connId: number): void {
+    const c = this.connections[connId - 1];
+    if (c && c.end !== undefined) c.events.length = 0;
   }
 
   /** The connection on `handle`; traffic on a handle whose LE Connection Complete was not captured opens one. */
@@ -339,6 +358,7 @@ export class TimelineBuilder {
       params: undefined,
       events: [],
       attCounted: 0,
+      attKept: 0,
     };
     this.connections.push(c);
     this.byHandle.set(handle, c);
@@ -575,7 +595,7 @@ export class TimelineBuilder {
     if (viaResolver) return { onAir, isRpa: true, identity: viaResolver, identitySource: 'resolver' };
     for (let i = this.irks.length - 1; i >= 0; i--) {
       const k = this.irks[i] as KnownIrk;
-      if (irkResolves(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt };
+      if (irkResolves(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt, irkVia: k.via };
     }
     return { onAir, isRpa: true };
   }
@@ -678,8 +698,10 @@ export class TimelineBuilder {
         return;
       }
     }
-    if (KEPT_ATT.has(pdu.type)) this.add({ kind: 'att', at, connId: c.id, origin, from, pdu });
-    else c.attCounted++;
+    if (KEPT_ATT.has(pdu.type) && (pdu.type === 'errorResponse' || c.attKept < (this.opts.maxAttEventsPerConnection ?? 2000))) {
+      if (pdu.type !== 'errorResponse') c.attKept++;
+      this.add({ kind: 'att', at, connId: c.id, origin, from, pdu });
+    } else c.attCounted++;
   }
 
   /** Learns the Service Changed value handle from discovery responses (characteristic declarations, Find Information). */

@@ -1,0 +1,15 @@
+/**
+ * Pairing diagnosis: why did the phone not pair? From capture files (btsnoop, PacketLogger, our JSON
+ * log) and live from the running host.
+ *
+ *   readCaptureFile(path) -> Capture -> buildTimeline(capture.packets) -> diagnose(timeline) -> Report
+ *   renderReport(report) / reportToJson(report)
+ *   new LiveDiagnoser({ clock }) .feed(direction, h4) -> 'finding' events
+ */
+export { CaptureFormatError, type Capture, type CaptureFormat, type CapturedPacket, type HciDirection } from './capture.js';
+export { readCapture, readCaptureFile, detectFormat, CAPTURE_FORMATS, encodePklg, hciLogFields, HCI_LOG_MSG, type ReadCaptureOptions } from './formats/index.js';
+export { buildTimeline, TimelineBuilder, type Timeline, type TimelineEvent, type TimelineOptions, type ConnectionRecord, type Side } from './timeline.js';
+export { diagnose, evaluateConnection, renderReport, reportToJson, type Report, type Finding, type ConnectionReport, type DiagnoseOptions } from './diagnose.js';
+export { RULES, RULE_TIMING, OPTION, ruleById, type RuleDef, type RuleHit, type RuleContext, type Severity, type Fix } from './rules.js';
+export { LiveDiagnoser, type LiveDiagnoserOptions } from './live.js';
+export { guessPhone, type PhoneGuess } from './fingerprint.js';

@@ -1,0 +1,562 @@
+/**
+ * THE diagnosis rules, in one place: each is data (id, title, severity, likely cause, fixes, sources)
+ * plus one predicate over a connection's timeline. Adding a rule is adding one entry to {@link RULES}.
+ *
+ * Terms: "the phone" is the central, "the accessory" the peripheral, whichever of them the capture
+ * was taken on (see timeline.ts). Sources are those of /work/shared/REFERENCE.md:
+ * Apple Accessory Design Guidelines (ADG, 2022) sections 35.6, 40.8, 40.10; Nordic DevZone threads
+ * 86794, 72912, 66416, 60455; Apple developer forums 776041; Zephyr smp.c (update_keys_check,
+ * BT_SMP_SC_PAIR_ONLY), gatt.c and issues #49927, #87820, #23226; NimBLE-Arduino #116; apache nimble
+ * #2206; embassy-rs/trouble #622; google/bumble #124 and PR #890; wonderslug/esphome-ancs #15;
+ * weliem/bluez_inc #117; and the Core 5.4 sections named per rule.
+ *
+ * Predicates must not fire on a clean first pairing (Security Request or 0x05, Pairing Request,
+ * encryption) nor on a clean bonded reconnection (LTK request answered, encrypted, protected read
+ * served); test/diagnose proves both for every rule.
+ */
+import { hciStatusName } from '../hci/status.js';
+import { SmpReason, smpReasonName } from '../smp/pdu.js';
+import { checkAppleConnectionParameters, formatConnectionParameters, DEFAULT_PERIPHERAL_PARAMETERS } from '../l2cap/conn-params.js';
+import { describeEvent } from './describe.js';
+import { before, wantsSecureConnections, type ConnectionSecurity } from './security.js';
+import { addressText, type ConnectionRecord, type PacketRef, type Timeline, type TimelineEvent } from './timeline.js';
+
+export type Severity = 'error' | 'warning' | 'hint';
+/** Where the fix is made. */
+export type FixTarget = 'phone' | 'firmware' | 'wearable-host';
+
+export interface Fix {
+  readonly where: FixTarget;
+  readonly text: string;
+}
+
+/** One piece of evidence: a packet and what it shows. */
+export interface Evidence {
+  readonly at: PacketRef;
+  readonly what: string;
+}
+
+/** What a predicate returns when its rule fires. */
+export interface RuleHit {
+  readonly evidence: readonly Evidence[];
+  /** The case at hand, in a sentence or two (appended to the rule's cause). */
+  readonly detail?: string;
+  /** Overrides the rule's severity for this case. */
+  readonly severity?: Severity;
+  /** Tells several hits of one rule on one connection apart; default: the first evidence packet. */
+  readonly key?: string;
+}
+
+/** Everything a predicate may read. */
+export interface RuleContext {
+  readonly timeline: Timeline;
+  readonly conn: ConnectionRecord;
+  readonly sec: ConnectionSecurity;
+  /** Earlier connections of the same peer (same identity, or same address), oldest first. */
+  readonly earlier: readonly { readonly conn: ConnectionRecord; readonly sec: ConnectionSecurity }[];
+  /** The end of the capture, or the clock's time when live. */
+  readonly now: number;
+  /** No more packets will come for this connection (it ended, or the capture is complete). */
+  readonly final: boolean;
+  /** Live use: evaluate this connection again at `time` (Unix ms) even if no packet arrives. */
+  wakeAt(time: number): void;
+}
+
+export interface RuleDef {
+  /** Stable id, used in JSON output and tests. */
+  readonly id: string;
+  readonly title: string;
+  readonly severity: Severity;
+  /** The likely cause, as the user reads it. */
+  readonly cause: string;
+  readonly fixes: readonly Fix[];
+  /** Where the knowledge comes from. */
+  readonly sources: readonly string[];
+  /** Rules whose findings on the same connection this one explains better (they are dropped when both fire). */
+  readonly supersedes?: readonly string[];
+  readonly match: (ctx: RuleContext) => readonly RuleHit[];
+}
+
+/** Tunables the predicates use. */
+export const RULE_TIMING = {
+  /** How long after a Security Request the phone may take to start pairing or encryption before it counts as ignored. */
+  securityRequestWaitMs: 10_000,
+  /** The SMP timeout: a pairing procedure idle this long is dead. Core 5.4 Vol 3 Part H 3.4. */
+  smpTimeoutMs: 30_000,
+  /** A Security Request this close to the phone starting encryption counts as colliding with it. */
+  collisionWindowMs: 1_000,
+} as const;
+
+/** The wearable-host options the fixes name (issue 5's SMP policy). One place, so a rename is one change. */
+export const OPTION = {
+  securityRequest: '--security-request',
+  rePairing: '--repair',
+  pairingWindow: '--pairing-window',
+  bonds: '--bonds',
+} as const;
+
+const FORGET_ON_PHONE = 'iPhone: Settings > Bluetooth > (i) next to the accessory > Forget This Device; Android: Settings > Connected devices > the accessory > Forget/Unpair. Then connect again and accept the pairing prompt.';
+
+function ev(e: TimelineEvent, what?: string): Evidence {
+  return { at: e.at, what: what ?? describeEvent(e) };
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
+
+function hex(v: number): string {
+  return `0x${v.toString(16).padStart(2, '0')}`;
+}
+
+/** The first event of `events` after `ref`, if any. */
+function firstAfter<E extends TimelineEvent>(events: readonly E[], ref: { at: PacketRef }): E | undefined {
+  return events.find((e) => before(ref, e));
+}
+
+/** Evidence that the accessory held a bond for this connection's peer before `ref` (or the connection), if the capture shows one. */
+export function bondEvidence(ctx: RuleContext, ref?: { at: PacketRef }): Evidence | undefined {
+  const { sec, conn } = ctx;
+  // Same connection: encrypted with a stored key before, or 0x0F (Zephyr answers 0x0F when an LTK exists, 0x05 when not).
+  const ltkOk = sec.ltkReplies.find((r) => r.positive && (!ref || before(r, ref)));
+  if (ltkOk) return ev(ltkOk);
+  const enc = sec.encryptedAt;
+  if (enc && (!ref || before(enc, ref)) && sec.pairingRequests.every((p) => !before(p, enc))) return ev(enc, `${describeEvent(enc)} with a stored key`);
+  const insuffEnc = sec.attSecurityErrors.find((e) => e.pdu.errorCode === 0x0f && (!ref || before(e, ref)));
+  if (insuffEnc) return ev(insuffEnc, `${describeEvent(insuffEnc)}: the accessory answers 0x0F when it holds a key for the peer`);
+  // Earlier connections of the same identity that encrypted (paired and bonded, or reconnected with the key).
+  for (let i = ctx.earlier.length - 1; i >= 0; i--) {
+    const e = ctx.earlier[i];
+    if (e?.sec.encryptedAt) return ev(e.sec.encryptedAt, `connection ${e.conn.id} with the same peer was encrypted (${e.sec.summary})`);
+  }
+  if (conn.peer?.identitySource === 'controller') {
+    const c = conn.events.find((x) => x.kind === 'connection');
+    if (c) return ev(c, `${describeEvent(c)}: the controller's resolving list holds this peer's IRK, so the accessory keeps a bond for it`);
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules.
+// ---------------------------------------------------------------------------------------------
+
+/** 1. The accessory asked for security, nothing followed, and nothing protected was accessed. */
+const securityRequestIgnored: RuleDef = {
+  id: 'security-request-ignored',
+  title: 'Nothing triggered pairing',
+  severity: 'error',
+  cause:
+    'The accessory sent an SMP Security Request and the phone neither started pairing nor encryption, and no ATT request was rejected for lack of security. ' +
+    'iOS does not reliably honour a Security Request (early ones are often ignored) and Apple documents the trigger as an ATT request rejected with Insufficient Authentication (0x05): ' +
+    'iOS then pairs and shows the Pair prompt. Apps cannot start pairing on iOS.',
+  fixes: [
+    { where: 'wearable-host', text: `Let a protected characteristic trigger pairing: ${OPTION.securityRequest} after-att-rejection (or never), and make sure the characteristics the app uses require encryption, so the phone's first access gets 0x05 Insufficient Authentication.` },
+    { where: 'phone', text: 'Open the app (or a GATT browser such as nRF Connect) and read or write a protected characteristic: iOS shows the pairing prompt then. Pairing from Settings > Bluetooth alone may not start it.' },
+  ],
+  sources: ['Apple ADG 2022 sec. 40.10', 'Nordic DevZone 86794, 72912, 66416', 'REFERENCE.md: Security Request row (zephyr devel list, google/bumble #498)'],
+  match(ctx) {
+    const { sec, conn } = ctx;
+    const sr = sec.securityRequests[0];
+    if (!sr) return [];
+    const answered = conn.events.find(
+      (e) =>
+        before(sr, e) &&
+        ((e.kind === 'smp' && e.from === 'phone') || e.kind === 'ltkRequest' || e.kind === 'startEncryption' || (e.kind === 'encryptionChange' && e.enabled)),
+    );
+    if (answered || sec.encryptedAt) return [];
+    if (sec.attSecurityErrors.length > 0) return [];
+    const endTime = conn.end?.time ?? ctx.now;
+    const waited = endTime - sr.at.time;
+    if (conn.end === undefined && waited < RULE_TIMING.securityRequestWaitMs) {
+      ctx.wakeAt(sr.at.time + RULE_TIMING.securityRequestWaitMs);
+      return [];
+    }
+    const reqs = sec.phoneRequests.filter((e) => before(sr, e));
+    const evidence: Evidence[] = [ev(sr)];
+    if (sec.disconnection) evidence.push(ev(sec.disconnection));
+    const accessed = reqs.length
+      ? ` The phone made ${reqs.length} ATT request(s) after it, none of them to a protected attribute.`
+      : ' The phone made no ATT request after it (no app read anything).';
+    const detail = `Security Request sent ${seconds(waited)} ${conn.end ? 'before the link went down' : 'ago'}; the phone has not started pairing.${accessed} iOS pairs when an app reads a protected characteristic.`;
+    return [{ evidence, detail }];
+  },
+};
+
+/** 2. The phone encrypts with a key the accessory no longer has. */
+const phoneKeptStaleBond: RuleDef = {
+  id: 'phone-kept-stale-bond',
+  title: 'The phone holds a bond the accessory lost',
+  severity: 'error',
+  cause:
+    'The phone tried to encrypt the link with the key of an earlier pairing, and the accessory has no key for it (LTK request answered with a negative reply, or encryption failed with 0x06 PIN or Key Missing). ' +
+    'The accessory lost its bond (bond file deleted or replaced, firmware/host reinstalled) while the phone kept its own. Since iOS 13.4 the iPhone does not re-pair by itself: CoreBluetooth reports "Peer removed pairing information" and the user must forget the device. Android usually pairs again.',
+  fixes: [
+    { where: 'phone', text: FORGET_ON_PHONE },
+    { where: 'wearable-host', text: `Keep the bond store across restarts and updates: run with the same ${OPTION.bonds} FILE, and check with \`wearable-host bonds list\` that the phone's identity is still there.` },
+  ],
+  sources: ['Apple developer forums 776041', 'Nordic DevZone 60455', 'REFERENCE.md: LTK Request with EDIV = 0 and Rand = 0 answered negatively -> 0x06'],
+  match(ctx) {
+    const { sec } = ctx;
+    const hits: RuleHit[] = [];
+    // Accessory side: LTK request, negative reply.
+    for (const req of sec.ltkRequests) {
+      const neg = sec.ltkReplies.find((r) => !r.positive && before(req, r));
+      if (!neg || sec.ltkReplies.some((r) => r.positive && before(req, r) && before(r, neg))) continue;
+      const evidence: Evidence[] = [ev(req), ev(neg)];
+      const fail = firstAfter(sec.encryptionChanges, neg);
+      if (fail && !fail.enabled) evidence.push(ev(fail));
+      const repaired = sec.pairingRequests.find((p) => before(neg, p));
+      if (sec.disconnection && (!repaired || before(sec.disconnection, repaired))) evidence.push(ev(sec.disconnection));
+      hits.push(
+        repaired && sec.encryptedAt && before(repaired, sec.encryptedAt)
+          ? { evidence: [...evidence, ev(repaired)], severity: 'warning', detail: 'The phone then paired again on its own (Android usually does; an iPhone does not).' }
+          : { evidence },
+      );
+      break;
+    }
+    if (hits.length) return hits;
+    // Phone side (or an accessory capture with Encryption Change v2): encryption failed with 0x06.
+    const keyMissing = sec.encryptionChanges.find((e) => e.status === 0x06);
+    if (keyMissing) {
+      const start = [...sec.startEncryptions, ...sec.ltkRequests].find((s) => before(s, keyMissing));
+      const evidence: Evidence[] = [...(start ? [ev(start)] : []), ev(keyMissing)];
+      if (sec.disconnection && before(keyMissing, sec.disconnection)) evidence.push(ev(sec.disconnection));
+      hits.push({ evidence });
+    }
+    return hits;
+  },
+};
+
+/** 3. An RPA that a stored IRK resolves, treated as an unknown device. */
+const rpaNotResolved: RuleDef = {
+  id: 'rpa-not-resolved',
+  title: 'The phone\'s private address was not resolved although its IRK is stored',
+  severity: 'error',
+  supersedes: ['phone-kept-stale-bond'],
+  cause:
+    'The phone connected with a resolvable private address that an IRK known to the accessory resolves (ah()), but the accessory treated it as an unknown device: it answered the LTK request negatively or rejected access with 0x05 Insufficient Authentication (the code for "no key for this peer"). ' +
+    'Phones rotate their address (about every 15 minutes); an accessory must resolve it against the IRKs of its bonds on every connection (ADG 40.8), else a bonded phone looks like a stale bond.',
+  fixes: [
+    { where: 'wearable-host', text: `Check that the bond kept the phone's IRK (\`wearable-host bonds list\` shows it) and that address resolution runs on every connection; if the controller's resolving list is used, that the bond is loaded into it. Report a wearable-host bug with this capture if both are true.` },
+    { where: 'phone', text: `As a workaround only: ${FORGET_ON_PHONE}` },
+  ],
+  sources: ['Apple ADG 2022 sec. 40.8', 'google/bumble #124', 'zephyr #23226', 'Core 5.4 Vol 3 Part H 2.2.2 (ah), Vol 6 Part B 1.3.2.3'],
+  match(ctx) {
+    const { conn, sec } = ctx;
+    const peer = conn.peer;
+    if (!peer?.isRpa || (peer.identitySource !== 'trace-irk' && peer.identitySource !== 'resolver') || !peer.identity) return [];
+    const neg = sec.ltkReplies.find((r) => !r.positive);
+    const insuffAuth = sec.attSecurityErrors.find((e) => e.pdu.errorCode === 0x05);
+    const treatedAsNew = neg ?? insuffAuth;
+    if (!treatedAsNew) return [];
+    const evidence: Evidence[] = [];
+    if (peer.irkSeenAt) {
+      const via = peer.irkVia === 'resolving-list' ? 'LE Add Device To Resolving List' : 'SMP Identity Information from the phone';
+      evidence.push({ at: peer.irkSeenAt, what: `${via}: the IRK of ${peer.identity.address} is known from here on` });
+    }
+    const connEv = conn.events.find((e) => e.kind === 'connection');
+    if (connEv) evidence.push(ev(connEv));
+    const req = neg ? sec.ltkRequests.find((r) => before(r, neg)) : undefined;
+    if (req) evidence.push(ev(req));
+    evidence.push(ev(treatedAsNew));
+    const how = peer.identitySource === 'trace-irk' ? 'an IRK distributed earlier in this capture' : "the host's bond store";
+    return [
+      {
+        evidence,
+        detail: `${addressText(peer.onAir)} resolves to ${peer.identity.address} (${peer.identity.type}) with ${how}, yet the controller reported it unresolved and the accessory ${neg ? 'had no key for it' : 'answered 0x05 as for an unknown device'}.`,
+      },
+    ];
+  },
+};
+
+/** 4. Re-pairing from a phone that forgot the accessory is refused because the accessory still holds the old bond. */
+const rePairingRefused: RuleDef = {
+  id: 'repairing-refused',
+  title: 'The accessory refuses to pair again with a phone it holds a bond for',
+  severity: 'error',
+  cause:
+    'The phone started a new LE Secure Connections pairing (it forgot the accessory, or was reset) and the accessory answered Pairing Failed 0x03 Authentication Requirements because it still holds a bond for the same identity (same IRK, so the new address resolves to the old bond). ' +
+    "Refusing an unauthenticated (Just Works) pairing from a bonded identity is Zephyr's default (update_keys_check) and wearable-host's default re-pairing policy; the phone cannot recover by itself.",
+  fixes: [
+    { where: 'wearable-host', text: `Allow re-pairing: ${OPTION.rePairing} replace (the old bond is replaced only after the new pairing completed, so a failed or spoofed attempt never evicts it), or remove the old bond: \`wearable-host bonds remove ADDRESS\`.` },
+    { where: 'phone', text: 'Nothing to change on the phone once the accessory accepts the new pairing; try pairing again afterwards.' },
+  ],
+  sources: ['zephyr smp.c update_keys_check', 'zephyr #49927, #87820', 'NimBLE-Arduino #116', 'embassy-rs/trouble #622', 'apache/mynewt-nimble #2206 (replace only after success)'],
+  match(ctx) {
+    const { sec } = ctx;
+    for (const fail of sec.pairingFailures) {
+      if (fail.from !== 'accessory' || fail.pdu.reason !== SmpReason.AuthenticationRequirements) continue;
+      const req = [...sec.pairingRequests].reverse().find((p) => before(p, fail) && p.from === 'phone');
+      if (!req || !wantsSecureConnections(req.pdu.authReq)) continue;
+      const bond = bondEvidence(ctx, req);
+      if (bond) return [{ evidence: [bond, ev(req), ev(fail)] }];
+      return [
+        {
+          evidence: [ev(req), ev(fail)],
+          severity: 'warning',
+          detail:
+            'No earlier bond for this phone is visible in the capture, so this is the likely cause only if the accessory holds one from before the capture; otherwise the accessory requires MITM protection (passkey or numeric comparison) that this phone\'s IO capabilities cannot give.',
+        },
+      ];
+    }
+    return [];
+  },
+};
+
+/** 5. A central that offers only legacy pairing. */
+const legacyPairingRefused: RuleDef = {
+  id: 'legacy-pairing-refused',
+  title: 'The phone offered only legacy pairing',
+  severity: 'error',
+  cause:
+    'The Pairing Request did not set the Secure Connections bit, and the accessory pairs with LE Secure Connections only, so it answered Pairing Failed 0x03 Authentication Requirements (as Zephyr does with BT_SMP_SC_PAIR_ONLY). ' +
+    'Legacy Just Works pairing gives no protection against a passive eavesdropper.',
+  fixes: [
+    { where: 'phone', text: 'Use a central whose Bluetooth stack supports LE Secure Connections (Bluetooth 4.2 or later host); every current iPhone and Android phone does. A test tool or library acting as the central may need its SC option turned on.' },
+    { where: 'wearable-host', text: 'No option: wearable-host pairs with LE Secure Connections only, on purpose.' },
+  ],
+  sources: ['REFERENCE.md: Legacy Pairing Request to an LESC-only device -> 0x03 (Zephyr BT_SMP_SC_PAIR_ONLY)', 'Core 5.4 Vol 3 Part H 3.5.1 (AuthReq SC bit)'],
+  match(ctx) {
+    const { sec } = ctx;
+    for (const fail of sec.pairingFailures) {
+      if (fail.from !== 'accessory' || fail.pdu.reason !== SmpReason.AuthenticationRequirements) continue;
+      const req = [...sec.pairingRequests].reverse().find((p) => before(p, fail) && p.from === 'phone');
+      if (req && !wantsSecureConnections(req.pdu.authReq)) return [{ evidence: [ev(req), ev(fail)] }];
+    }
+    return [];
+  },
+};
+
+/** 6. The user cancelled, or nobody answered the pairing prompt in time. */
+const pairingCancelled: RuleDef = {
+  id: 'pairing-cancelled',
+  title: 'Pairing cancelled on the phone or the prompt timed out',
+  severity: 'warning',
+  cause:
+    'Pairing started and the phone gave up: it sent Pairing Failed (0x08 Unspecified Reason is what a phone sends when the user taps Cancel or dismisses the prompt; 0x01/0x0C when passkey or comparison is refused), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
+    'On iOS the Just Works "Pair / Cancel" alert must be answered; if the app is in the background the alert can be missed.',
+  fixes: [
+    { where: 'phone', text: 'Pair again and tap "Pair" on the prompt within 30 seconds, with the phone unlocked. If no prompt appears at all, check that the phone does not still hold an old bond (Forget This Device).' },
+  ],
+  sources: ['Core 5.4 Vol 3 Part H 3.4 (SMP timeout 30 s), 3.5.5 (Pairing Failed reasons)', 'REFERENCE.md: Just Works prompt (bluez #650, RxAndroidBle FAQ)'],
+  match(ctx) {
+    const { sec, conn } = ctx;
+    const userReasons: ReadonlySet<number> = new Set([SmpReason.UnspecifiedReason, SmpReason.PasskeyEntryFailed, SmpReason.NumericComparisonFailed]);
+    const phoneFail = sec.pairingFailures.find((f) => f.from === 'phone' && userReasons.has(f.pdu.reason));
+    if (phoneFail) {
+      const rsp = [...sec.pairingResponses].reverse().find((r) => before(r, phoneFail));
+      const evidence: Evidence[] = [...(rsp ? [ev(rsp)] : []), ev(phoneFail)];
+      const after = rsp ? ` ${seconds(phoneFail.at.time - rsp.at.time)} after the accessory's Pairing Response` : '';
+      return [{ evidence, detail: `The phone sent Pairing Failed ${hex(phoneFail.pdu.reason)} (${smpReasonName(phoneFail.pdu.reason)})${after}.` }];
+    }
+    // Stalled: pairing started, no failure, no encryption, and the phone went silent.
+    const req = sec.pairingRequests[0];
+    if (!req || sec.pairingFailures.length > 0 || (sec.encryptedAt && before(req, sec.encryptedAt))) return [];
+    const lastSmp = sec.smp[sec.smp.length - 1];
+    if (!lastSmp || lastSmp.from !== 'accessory') return [];
+    const endTime = conn.end?.time ?? ctx.now;
+    const idle = endTime - lastSmp.at.time;
+    if (conn.end === undefined && idle < RULE_TIMING.smpTimeoutMs) {
+      ctx.wakeAt(lastSmp.at.time + RULE_TIMING.smpTimeoutMs);
+      return [];
+    }
+    const evidence: Evidence[] = [ev(req), ev(lastSmp, `${describeEvent(lastSmp)}: the last SMP PDU; the phone never answered it`)];
+    if (sec.disconnection) evidence.push(ev(sec.disconnection));
+    return [
+      {
+        evidence,
+        detail:
+          idle >= RULE_TIMING.smpTimeoutMs
+            ? `The phone stopped answering for ${seconds(idle)}, beyond the 30 s SMP timeout: the prompt was not answered.`
+            : `The phone stopped answering and the link went down ${seconds(idle)} later: the prompt was cancelled or the app closed the connection.`,
+      },
+    ];
+  },
+};
+
+/** 7. Encrypted with different keys on the two sides. */
+const keyMismatch: RuleDef = {
+  id: 'key-mismatch',
+  title: 'Key mismatch: MIC failure',
+  severity: 'error',
+  cause:
+    'The link went down with 0x3D Connection Terminated due to MIC Failure: the two sides encrypted with different keys. The accessory answered the LTK request with a key the phone does not hold: a stale or duplicated bond for this phone, an address resolved to the wrong bond, or a bond replaced on one side only.',
+  fixes: [
+    { where: 'wearable-host', text: 'List the bonds (`wearable-host bonds list`): remove stale or duplicate entries for this phone (`wearable-host bonds remove ADDRESS`).' },
+    { where: 'phone', text: FORGET_ON_PHONE },
+  ],
+  sources: ['google/bumble PR #890 (wrong LTK chosen on reconnect)', 'Core 5.4 Vol 1 Part F 2.61 (0x3D)'],
+  match(ctx) {
+    const { sec } = ctx;
+    const mic = sec.disconnection?.reason === 0x3d ? sec.disconnection : sec.encryptionChanges.find((e) => e.status === 0x3d);
+    if (!mic) return [];
+    const start = [...sec.ltkReplies.filter((r) => r.positive), ...sec.startEncryptions].find((s) => before(s, mic));
+    return [{ evidence: [...(start ? [ev(start)] : []), ev(mic)] }];
+  },
+};
+
+/** 8. Security Request sent while the phone starts encryption on its own. */
+const securityRequestCollision: RuleDef = {
+  id: 'security-request-collision',
+  title: 'Security Request collided with the phone starting encryption',
+  severity: 'error',
+  cause:
+    'A bonded iPhone starts encryption with its stored key as soon as it connects. The accessory sent an SMP Security Request at the same moment; the phone answered with Pairing Failed or the encryption failed, and the link went down. Reconnections repeat the pattern (a reconnect loop). ' +
+    'One report reads the phone\'s answer as Pairing Failed 0x0D; that code is uncertain, the collision is not.',
+  fixes: [
+    { where: 'wearable-host', text: `Do not send a Security Request to a phone that encrypts by itself: ${OPTION.securityRequest} after-att-rejection (or never). A bonded phone is re-encrypted through its LTK request without one.` },
+  ],
+  sources: ['wonderslug/esphome-ancs #15 (the 0x0D reason is that project\'s reading, uncertain)', 'REFERENCE.md: Security Request on reconnect can collide with iOS starting encryption'],
+  match(ctx) {
+    const { sec, conn } = ctx;
+    const starts = [...sec.ltkRequests, ...sec.startEncryptions];
+    const window = RULE_TIMING.collisionWindowMs;
+    for (const sr of sec.securityRequests) {
+      const start = starts.find((s) => {
+        const dt = sr.at.time - s.at.time;
+        if (Math.abs(dt) <= window) return true;
+        // Or sent while the phone's encryption was in flight.
+        const done = firstAfter(sec.encryptionChanges, s);
+        return before(s, sr) && (!done || before(sr, done));
+      });
+      const phoneFail = sec.pairingFailures.find((f) => f.from === 'phone' && before(sr, f) && f.at.time - sr.at.time <= window);
+      const loopHint = phoneFail?.pdu.reason === SmpReason.BrEdrPairingInProgress;
+      if (!start && !loopHint) continue;
+      const encFail = sec.encryptionChanges.find((e) => !e.enabled && before(sr, e));
+      const down = sec.disconnection && (!sec.encryptedAt || before(sec.disconnection, sec.encryptedAt)) ? sec.disconnection : undefined;
+      const trouble = phoneFail ?? encFail ?? (conn.end && !sec.encryptedAt ? down : undefined);
+      if (!trouble) continue;
+      const evidence: Evidence[] = [...(start ? [ev(start)] : []), ev(sr), ev(trouble)];
+      if (down && trouble !== down) evidence.push(ev(down));
+      const repeats = ctx.earlier.filter((e) => e.sec.securityRequests.length > 0 && !e.sec.encryptedAt).length;
+      return [{ evidence, ...(repeats > 0 ? { detail: `Earlier connection(s) of this phone ended the same way (${repeats}): a reconnect loop.` } : {}) }];
+    }
+    return [];
+  },
+};
+
+/** 9. Service Changed indicated on a bonded reconnection before the link was encrypted. */
+const serviceChangedBeforeEncryption: RuleDef = {
+  id: 'service-changed-before-encryption',
+  title: 'Service Changed indicated before encryption on a bonded reconnection',
+  severity: 'warning',
+  cause:
+    'On a reconnection of a bonded phone the accessory indicated Service Changed before the link was encrypted. iOS only trusts and confirms it on the encrypted link; one report saw iOS drop the link 30 s later (the ATT transaction timeout).',
+  fixes: [
+    { where: 'wearable-host', text: 'Send Service Changed to a bonded client only once the link is encrypted with its key. If this capture comes from wearable-host, report it as a bug with the capture.' },
+  ],
+  sources: ['weliem/bluez_inc #117', 'Core 5.4 Vol 3 Part G 7.1 (Service Changed, bonded clients)'],
+  match(ctx) {
+    const { sec, conn } = ctx;
+    const sc = conn.events.find((e) => e.kind === 'serviceChanged' && e.from === 'accessory');
+    if (!sc) return [];
+    if (sec.encryptedAt && before(sec.encryptedAt, sc)) return [];
+    // Bonded reconnection: the phone encrypts with a stored key here, or an earlier connection of this peer was secured.
+    const reconnect = [...sec.ltkRequests, ...sec.startEncryptions][0];
+    const bonded = reconnect ?? ctx.earlier.find((e) => e.sec.encryptedAt)?.sec.encryptedAt;
+    if (!bonded || sec.pairingRequests.some((p) => before(p, sc))) return [];
+    const evidence: Evidence[] = [ev(bonded, reconnect ? undefined : `${describeEvent(bonded)} on an earlier connection: the phone is bonded`), ev(sc)];
+    if (sec.encryptedAt) evidence.push(ev(sec.encryptedAt));
+    if (sec.disconnection) evidence.push(ev(sec.disconnection));
+    return [{ evidence, ...(sc.kind === 'serviceChanged' && sc.guessed ? { detail: 'The Service Changed handle is a guess (no GATT discovery in the capture).' } : {}) }];
+  },
+};
+
+/** 10. The accessory asks for connection parameters outside Apple's rules. */
+const connectionParametersNotApple: RuleDef = {
+  id: 'connection-parameters-not-apple',
+  title: "Connection parameters outside Apple's rules",
+  severity: 'warning',
+  cause:
+    "The accessory requested connection parameters that break Apple's Accessory Design Guidelines; iOS rejects or ignores such requests, and the link stays on the phone's parameters (or is dropped by an accessory that insists).",
+  fixes: [
+    { where: 'wearable-host', text: `Request parameters within Apple's rules: Interval Min >= 15 ms and a multiple of 15 ms, latency <= 30, 2 s <= timeout <= 6 s, Interval Max x (latency + 1) <= 2 s and three times that below the timeout. wearable-host's default (${formatConnectionParameters(DEFAULT_PERIPHERAL_PARAMETERS)}) complies.` },
+  ],
+  sources: ['Apple ADG 2022 sec. 35.6 (Connection Parameters)'],
+  match(ctx) {
+    const hits: RuleHit[] = [];
+    const seen = new Set<string>();
+    for (const e of ctx.conn.events) {
+      if (e.kind !== 'connParamRequest' || e.from !== 'accessory') continue;
+      const v = checkAppleConnectionParameters(e.params);
+      if (v.length === 0) continue;
+      const key = `${e.params.intervalMin}/${e.params.intervalMax}/${e.params.latency}/${e.params.timeout}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const rsp = ctx.conn.events.find((r) => r.kind === 'connParamResponse' && before(e, r));
+      hits.push({ key, evidence: [ev(e), ...(rsp ? [ev(rsp)] : [])], detail: v.map((x) => x.detail).join('; ') + '.' });
+    }
+    return hits;
+  },
+};
+
+/** 11. An encryption key shorter than 16 bytes. */
+const keySizeTooShort: RuleDef = {
+  id: 'key-size-too-short',
+  title: 'Encryption key too short',
+  severity: 'error',
+  cause:
+    'The encryption key is (or would be) shorter than 16 bytes. wearable-host requires 16-byte keys by default (short keys are what the KNOB attack forces), so it fails pairing with 0x06 Encryption Key Size or drops the link.',
+  fixes: [
+    { where: 'phone', text: 'Use a central that offers a 16-byte maximum key size (all current phones do); a test tool may have lowered it.' },
+    { where: 'wearable-host', text: 'Keep the 16-byte minimum; lower it only for a known central that cannot do better, accepting the weaker key.' },
+  ],
+  sources: ['REFERENCE.md: Security notes (KNOB)', 'Core 5.4 Vol 3 Part H 2.3.4 (encryption key size), 3.5.5'],
+  match(ctx) {
+    const { sec } = ctx;
+    const short = sec.keySizes.find((k) => k.keySize < 16);
+    if (short) {
+      const e = ctx.conn.events.find((x) => x.at.number === short.at.number && (x.kind === 'keySize' || x.kind === 'encryptionChange'));
+      return [{ evidence: [e ? ev(e) : { at: short.at, what: `key size ${short.keySize}` }], detail: `The negotiated key is ${short.keySize} bytes.` }];
+    }
+    const fail = sec.pairingFailures.find((f) => f.pdu.reason === SmpReason.EncryptionKeySize);
+    if (fail) {
+      const req = [...sec.pairingRequests, ...sec.pairingResponses].filter((p) => before(p, fail) && p.pdu.maxKeySize < 16);
+      return [{ evidence: [...req.map((r) => ev(r)), ev(fail)] }];
+    }
+    return [];
+  },
+};
+
+/** 12. The accessory is not accepting new pairings right now. */
+const pairingNotAccepted: RuleDef = {
+  id: 'pairing-not-accepted',
+  title: 'The accessory is not accepting pairing now',
+  severity: 'error',
+  cause:
+    'The accessory refused the Pairing Request with 0x05 Pairing Not Supported (its pairing window is closed, or pairing is disabled) or 0x09 Repeated Attempts (too many failed attempts: it backs off for a while).',
+  fixes: [
+    { where: 'wearable-host', text: `Open the pairing window (${OPTION.pairingWindow} SECONDS, counted from start-up or the button that opens it) and pair within it; after 0x09 wait for the back-off before trying again.` },
+  ],
+  sources: ['Core 5.4 Vol 3 Part H 3.5.5 (reasons 0x05, 0x09), 2.3.6 (repeated attempts)', 'issue 5: pairing window and repeated-attempts back-off'],
+  match(ctx) {
+    const fail = ctx.sec.pairingFailures.find((f) => f.from === 'accessory' && (f.pdu.reason === SmpReason.PairingNotSupported || f.pdu.reason === SmpReason.RepeatedAttempts));
+    if (!fail) return [];
+    const req = [...ctx.sec.pairingRequests].reverse().find((p) => before(p, fail));
+    return [{ evidence: [...(req ? [ev(req)] : []), ev(fail)] }];
+  },
+};
+
+/** Every rule, in the order findings are listed. */
+export const RULES: readonly RuleDef[] = [
+  securityRequestIgnored,
+  phoneKeptStaleBond,
+  rpaNotResolved,
+  rePairingRefused,
+  legacyPairingRefused,
+  pairingCancelled,
+  keyMismatch,
+  securityRequestCollision,
+  serviceChangedBeforeEncryption,
+  connectionParametersNotApple,
+  keySizeTooShort,
+  pairingNotAccepted,
+];
+
+/** A rule by id. */
+export function ruleById(id: string): RuleDef | undefined {
+  return RULES.find((r) => r.id === id);
+}
+
+/** The HCI status text used in messages (re-exported for renderers). */
+export { hciStatusName };
