@@ -368,7 +368,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private nextCommand(): PendingCommand | undefined {
     if (this.initQueue.length > 0) return this.initQueue.shift();
-    if (this.stateValue === 'initialising' || this.queueHead >= this.queue.length) return undefined;
+    // Commands from the layers above wait for bring-up (and for a re-initialisation to finish).
+    if (this.stateValue === 'idle' || this.stateValue === 'initialising' || this.queueHead >= this.queue.length) return undefined;
     const cmd = this.queue[this.queueHead] as PendingCommand;
     this.queue[this.queueHead] = undefined as unknown as PendingCommand;
     this.queueHead++;
