@@ -1080,3 +1080,116 @@ test('harness sanity: the scripted central computes Ea with the initiator addres
   const { macKey } = f5(c.dhKey(), c.na, ZERO16, addressForCrypto(CENTRAL_ADDR), addressForCrypto(PERIPHERAL_ADDR));
   assert.equal(toHex(c.ea()), toHex(f6(macKey, c.na, ZERO16, ZERO16, ioCapField(c.preq), addressForCrypto(CENTRAL_ADDR), addressForCrypto(PERIPHERAL_ADDR))));
 });
+
+// ---------------------------------------------------------------------------------------------
+// Central role against a scripted responder
+
+/** Drives a central session up to its DHKey check; returns what the scripted responder knows. */
+async function centralUpToCheck(c: Side, opts: { cbOk?: boolean } = {}): Promise<{ ea: Uint8Array; expectEb: Uint8Array; ltk: Uint8Array; promise: Promise<unknown> } | undefined> {
+  const promise = c.session.pair();
+  promise.catch(() => undefined);
+  await drain(c.session);
+  const [req] = c.lower.takePdus();
+  assert.equal(req?.type, 'pairingRequest');
+  const pres = { ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 2, responderKeyDist: 2 };
+  await inject(c.session, { type: 'pairingResponse', ...pres });
+  const [pka] = c.lower.takePdus();
+  if (pka?.type !== 'pairingPublicKey') throw new Error('no public key');
+  const rsp = new ScriptedCentral(PERIPHERAL_ADDR, CENTRAL_ADDR, 'scripted-responder');
+  const nb = rsp.rng.bytes(16);
+  const pkbX = rsp.keys.publicKey.subarray(0, 32);
+  const pkaX = pka.publicKey.subarray(0, 32);
+  await inject(c.session, { type: 'pairingPublicKey', publicKey: rsp.keys.publicKey });
+  const cb = f4(pkbX, pkaX, nb, 0);
+  if (opts.cbOk === false) cb[3] = (cb[3] as number) ^ 0x40;
+  await inject(c.session, { type: 'pairingConfirm', confirm: cb });
+  const [na] = c.lower.takePdus();
+  if (na?.type !== 'pairingRandom') throw new Error('no random');
+  await inject(c.session, { type: 'pairingRandom', random: nb });
+  if (opts.cbOk === false) return undefined;
+  const [ea] = c.lower.takePdus();
+  if (ea?.type !== 'pairingDhKeyCheck') throw new Error(`no DHKey check: ${ea?.type}`);
+  rsp.peerKey = pka.publicKey;
+  const dh = rsp.dhKey();
+  const A = addressForCrypto(CENTRAL_ADDR);
+  const B = addressForCrypto(PERIPHERAL_ADDR);
+  const { macKey, ltk } = f5(dh, na.random, nb, A, B);
+  const iocapA = ioCapField(req as { ioCapability: number; oobDataFlag: number; authReq: number });
+  assert.equal(toHex(ea.check), toHex(f6(macKey, na.random, nb, ZERO16, iocapA, A, B)), 'Ea from the central is right');
+  return { ea: ea.check, expectEb: f6(macKey, nb, na.random, ZERO16, ioCapField(pres), B, A), ltk, promise };
+}
+
+test('central: a responder whose confirm does not match its nonce gets 0x04', async () => {
+  const c = makeSide({ role: 'central' });
+  await centralUpToCheck(c, { cbOk: false });
+  assert.deepEqual(c.lower.take(), ['0504']);
+  assert.deepEqual(c.lower.calls, []);
+});
+
+test('central: a wrong Eb gets 0x0B and encryption never starts; the right Eb starts it with the derived LTK', async () => {
+  const c = makeSide({ role: 'central' });
+  const s = await centralUpToCheck(c);
+  assert.ok(s);
+  await inject(c.session, { type: 'pairingDhKeyCheck', check: ZERO16 });
+  assert.deepEqual(c.lower.take(), ['050b']);
+  assert.deepEqual(c.lower.calls, []);
+
+  const d = makeSide({ role: 'central', clock: new VirtualClock() });
+  const t = await centralUpToCheck(d);
+  assert.ok(t);
+  await inject(d.session, { type: 'pairingDhKeyCheck', check: t.expectEb });
+  assert.deepEqual(d.lower.calls, [`startEncryption ${toHex(t.ltk)} 0 0`]);
+  d.session.onEncryptionChange(0, true);
+  await drain(d.session);
+  assert.deepEqual(d.lower.take(), [], 'the central waits for the responder keys before sending its own');
+  await inject(d.session, { type: 'identityInformation', irk: PERIPHERAL_IDENTITY.irk });
+  await inject(d.session, { type: 'identityAddressInformation', address: PERIPHERAL_IDENTITY.address });
+  assert.deepEqual(d.lower.take(), ['08' + toHex(CENTRAL_IDENTITY.irk), '09' + '00' + '030201dc1b00']);
+  const info = (await t.promise) as { level: number; bonded: boolean };
+  assert.equal(info.level, 2);
+  assert.equal(info.bonded, true);
+});
+
+test('central: a Security Request during back-off gets 0x09, with the pairing window closed 0x05', async () => {
+  const clock = new VirtualClock();
+  const backoff = new PairingBackoff(clock);
+  backoff.recordFailure(PERIPHERAL_ADDR);
+  const c = makeSide({ role: 'central', clock, backoff });
+  await inject(c.session, { type: 'securityRequest', authReq: 0x09 });
+  assert.deepEqual(c.lower.take(), ['0509']);
+  const d = makeSide({ role: 'central', policy: { isPairingAllowed: () => false } });
+  await inject(d.session, { type: 'securityRequest', authReq: 0x09 });
+  assert.deepEqual(d.lower.take(), ['0505']);
+  assert.equal(eventsNamed(d.events, 'securityRequestReceived').length, 1);
+});
+
+test('a link lost mid-pairing ends the procedure (reported as disconnected) without counting as a failed attempt', async () => {
+  const p = makeSide();
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request());
+  p.lower.take();
+  p.session.onDisconnected();
+  await drain(p.session);
+  const [f] = eventsNamed(p.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'disconnected');
+  assert.equal(p.backoff.failures(CENTRAL_ADDR), 0);
+  assert.equal(p.clock.pendingCount, 0, 'SMP timer stopped');
+  await inject(p.session, c.publicKey());
+  assert.deepEqual(p.lower.take(), [], 'nothing sent after the link is gone');
+});
+
+test('keypress notifications during passkey entry are accepted and ignored; outside it they end the procedure', async () => {
+  const p = makeSide({ policy: { ioCapability: 0x02, requestPasskey: () => new Promise(() => undefined) } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x00, authReq: 0x1d }));
+  await inject(p.session, c.publicKey());
+  p.lower.take();
+  await inject(p.session, { type: 'pairingKeypressNotification', notificationType: 1 });
+  assert.deepEqual(p.lower.take(), []);
+  assert.equal(p.session.phase, 'waitConfirm');
+  const q = makeSide();
+  await inject(q.session, c.request());
+  q.lower.take();
+  await inject(q.session, { type: 'pairingKeypressNotification', notificationType: 0 });
+  assert.deepEqual(q.lower.take(), ['0508']);
+});
