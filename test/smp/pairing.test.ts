@@ -12,7 +12,7 @@ import { selectAssociation } from '../../src/smp/association.js';
 import { DEBUG_PRIVATE_KEY, addressForCrypto, f4, f5, f6, g2, ioCapField, keyPairFromPrivateKey, passkeyAsR } from '../../src/smp/crypto.js';
 import { SmpError } from '../../src/smp/errors.js';
 import { ALLOWED, SmpSession } from '../../src/smp/pairing.js';
-import { SmpReason, encodeSmp, type SmpPdu } from '../../src/smp/pdu.js';
+import { SmpReason, decodeSmp, encodeSmp, type SmpPdu } from '../../src/smp/pdu.js';
 import type { BondRecord } from '../../src/bonds/types.js';
 import type { Address } from '../../src/util/address.js';
 import { bytesEqual, fromHex, toHex } from '../../src/util/bytes.js';
@@ -1192,4 +1192,122 @@ test('keypress notifications during passkey entry are accepted and ignored; outs
   q.lower.take();
   await inject(q.session, { type: 'pairingKeypressNotification', notificationType: 0 });
   assert.deepEqual(q.lower.take(), ['0508']);
+});
+
+test('fuzz: 2000 random and out-of-order PDUs, LTK requests and encryption events never throw, hang or leak a key', async () => {
+  const rng = seededRandom('fuzz');
+  const clock = new VirtualClock();
+  const p = makeSide({ clock, policy: { ioCapability: 0x01, confirmNumericComparison: async () => true }, backoff: new PairingBackoff(clock, { initialMs: 1 }) });
+  const phases = new Set<string>();
+  const c = new ScriptedCentral();
+  const valid: SmpPdu[] = [
+    c.request(),
+    c.request({ authReq: 0x01 }),
+    c.publicKey(),
+    { type: 'pairingPublicKey', publicKey: new Uint8Array(64) },
+    { type: 'pairingConfirm', confirm: ZERO16 },
+    c.random(),
+    { type: 'pairingDhKeyCheck', check: ZERO16 },
+    { type: 'identityInformation', irk: ZERO16 },
+    { type: 'identityAddressInformation', address: CENTRAL_IDENTITY.address },
+    { type: 'securityRequest', authReq: 0x0d },
+    { type: 'pairingFailed', reason: 0x08 },
+    { type: 'pairingKeypressNotification', notificationType: 2 },
+  ];
+  for (let i = 0; i < 2000; i++) {
+    const b = rng.bytes(2);
+    const pick = (b[0] as number) % 16;
+    if (pick < valid.length) p.session.onPdu(encodeSmp(valid[pick] as SmpPdu));
+    else if (pick === 12) p.session.onPdu(rng.bytes((b[1] as number) % 70));
+    else if (pick === 13) p.session.onLtkRequest(0n, 0);
+    else if (pick === 14) p.session.onEncryptionChange((b[1] as number) & 1 ? 0 : 0x3d, true);
+    else p.session.onPdu(Uint8Array.of((b[1] as number) % 0x10));
+    if (i % 10 === 0) {
+      await p.session.whenIdle();
+      phases.add(p.session.phase);
+    }
+    if (i % 50 === 0) await p.clock.advance(1_000);
+  }
+  assert.ok(phases.size >= 2, `explored ${[...phases].join(', ')}`);
+  await drain(p.session);
+  for (const pdu of p.lower.sent) assert.ok(decodeSmpOk(pdu), `SMP sent a malformed PDU ${toHex(pdu)}`);
+  assert.equal(p.lower.calls.filter((x) => x.startsWith('ltkReply')).length, 0, 'no key handed out without a passed DHKey check');
+  assert.equal(eventsNamed(p.events, 'paired').length, 0);
+  assert.ok(['idle', 'timedOut', 'waitPublicKey', 'waitRandom', 'waitDhKeyCheck', 'waitConfirm'].includes(p.session.phase), p.session.phase);
+});
+
+function decodeSmpOk(b: Uint8Array): boolean {
+  return decodeSmp(b).ok;
+}
+
+test('every unexpected PDU at every step of a Just Works pairing ends it with one Pairing Failed and hands out no key', async () => {
+  const c0 = new ScriptedCentral();
+  const intruders: SmpPdu[] = [
+    c0.request(),
+    { type: 'pairingResponse', ...features() },
+    c0.publicKey(),
+    { type: 'pairingConfirm', confirm: ZERO16 },
+    { type: 'pairingRandom', random: ZERO16 },
+    { type: 'pairingDhKeyCheck', check: ZERO16 },
+    { type: 'encryptionInformation', ltk: ZERO16 },
+    { type: 'centralIdentification', ediv: 1, rand: 2n },
+    { type: 'identityInformation', irk: ZERO16 },
+    { type: 'identityAddressInformation', address: CENTRAL_IDENTITY.address },
+    { type: 'signingInformation', csrk: ZERO16 },
+    { type: 'securityRequest', authReq: 0x0d },
+    { type: 'pairingKeypressNotification', notificationType: 0 },
+  ];
+  const expectedPhase = ['waitPublicKey', 'waitRandom', 'waitDhKeyCheck', 'waitEncryption', 'waitKeys'];
+  let cases = 0;
+  for (let step = 0; step < expectedPhase.length; step++) {
+    for (const bad of intruders) {
+      const p = makeSide();
+      const c = new ScriptedCentral();
+      await inject(p.session, c.request());
+      c.takeResponse(p.lower.takePdus()[0]);
+      if (step >= 1) {
+        await inject(p.session, c.publicKey());
+        const [pk, conf] = p.lower.takePdus();
+        c.takePublicKey(pk);
+        c.takeConfirm(conf);
+      }
+      if (step >= 2) {
+        await inject(p.session, c.random());
+        c.takeRandom(p.lower.takePdus()[0]);
+      }
+      if (step >= 3) {
+        await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+        p.lower.take();
+      }
+      if (step >= 4) {
+        p.session.onLtkRequest(0n, 0);
+        p.session.onEncryptionChange(0, true);
+        await drain(p.session);
+        p.lower.take();
+      }
+      assert.equal(p.session.phase, expectedPhase[step]);
+      const allowedHere = ALLOWED[p.session.phase].includes(bad.type);
+      const firstKeyOk = step === 4 && bad.type === 'identityInformation';
+      if (allowedHere && (step !== 4 || firstKeyOk)) continue;
+      cases++;
+      const callsBefore = p.lower.calls.length;
+      await inject(p.session, bad);
+      const sent = p.lower.takePdus();
+      const label = `${bad.type} in ${expectedPhase[step]}`;
+      if (bad.type === 'pairingKeypressNotification' && ALLOWED[expectedPhase[step] as 'waitConfirm'].includes(bad.type)) continue;
+      assert.equal(sent.length, 1, label);
+      assert.equal(sent[0]?.type, 'pairingFailed', label);
+      const reason = sent[0]?.type === 'pairingFailed' ? sent[0].reason : -1;
+      const expectReason = bad.type === 'pairingResponse' || bad.type === 'securityRequest' ? 0x07 : 0x08;
+      assert.equal(reason, expectReason, label);
+      assert.equal(p.session.phase, 'idle', label);
+      if (step < 3) {
+        p.session.onLtkRequest(0n, 0);
+        await drain(p.session);
+      }
+      assert.equal(p.lower.calls.slice(callsBefore).filter((x) => x.startsWith('ltkReply')).length, 0, label);
+      assert.equal(p.bonds.puts, 0, label);
+    }
+  }
+  assert.ok(cases >= 50, `${cases} cases`);
 });
