@@ -17,8 +17,10 @@
  *   the advertised buffer size, broadcast flags set, or a Packet_Boundary_Flag other than 0b00/0b01:
  *   logged and dropped. No free buffer (the host ignored its credits): Data Buffer Overflow event
  *   (link type 0x01) and the packet is dropped. Unknown handle: logged and dropped.
- * - H:4 garbage (a byte that is not a packet type, an impossible header): logged and skipped
- *   byte by byte by the framer, like hci_uart discarding unknown types.
+ * - H:4 garbage (a byte that is not a command or ACL type byte, an impossible header): logged and
+ *   skipped byte by byte by the framer, like hci_uart discarding unknown types (no ISO support).
+ *   A stray type byte makes the framer wait for the length it announces, as the real UART does;
+ *   the host recovers by sending zeros (skipped) and HCI Reset.
  * - Nothing a host sends can throw out of this class: handler bugs are caught and logged.
  */
 import { createHash } from 'node:crypto';
@@ -308,6 +310,8 @@ export class VirtualController {
     this.transport = transport;
     this.framer = new H4Framer({
       direction: 'controller',
+      // hci_uart without CONFIG_BT_ISO takes commands and ACL only; any other type byte is skipped.
+      accept: [H4Type.Command, H4Type.Acl],
       onPacket: (p) => this.onPacket(p),
       onError: (e) => this.onFramingError(e),
     });
@@ -364,9 +368,7 @@ export class VirtualController {
       const body = packet.subarray(1);
       if (type === H4Type.Command) this.onCommand(body);
       else if (type === H4Type.Acl) this.onAcl(body);
-      else {
-        this.log.warn({ type }, 'H:4 ISO data is not supported by this controller; packet dropped');
-      }
+      else this.log.warn({ type }, `H:4 packet type ${type} is not accepted by this controller; dropped`);
     } catch (err) {
       this.internalError(err, 'packet handler');
     }
@@ -859,8 +861,15 @@ export class VirtualController {
         this.commandComplete('LeReadPhy', ok, { handle: p.handle, txPhy, rxPhy });
       },
       LeSetDefaultPhy: (p) => {
-        if (p.allPhys > 3 || ((p.allPhys & 1) === 0 && (p.txPhys & 0x03) === 0) || ((p.allPhys & 2) === 0 && (p.rxPhys & 0x03) === 0)) {
-          return this.commandComplete('LeSetDefaultPhy', p.allPhys > 3 || (p.txPhys | p.rxPhys) === 0 ? HciStatus.InvalidHciCommandParameters : HciStatus.UnsupportedFeatureOrParameterValue, {});
+        const noTx = (p.allPhys & 1) === 1;
+        const noRx = (p.allPhys & 2) === 2;
+        // A preference must name at least one PHY (Core 5.4 Vol 4 Part E 7.8.48).
+        if (p.allPhys > 3 || (!noTx && p.txPhys === 0) || (!noRx && p.rxPhys === 0)) {
+          return this.commandComplete('LeSetDefaultPhy', HciStatus.InvalidHciCommandParameters, {});
+        }
+        // Only LE 1M and LE 2M are modelled: a preference for Coded alone is unsupported.
+        if ((!noTx && (p.txPhys & 0x03) === 0) || (!noRx && (p.rxPhys & 0x03) === 0)) {
+          return this.commandComplete('LeSetDefaultPhy', HciStatus.UnsupportedFeatureOrParameterValue, {});
         }
         this.defaultPhy = { allPhys: p.allPhys, txPhys: p.txPhys, rxPhys: p.rxPhys };
         this.commandComplete('LeSetDefaultPhy', ok, {});
