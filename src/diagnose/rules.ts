@@ -163,7 +163,8 @@ const securityRequestIgnored: RuleDef = {
         before(sr, e) &&
         ((e.kind === 'smp' && e.from === 'phone') || e.kind === 'ltkRequest' || e.kind === 'startEncryption' || (e.kind === 'encryptionChange' && e.enabled)),
     );
-    if (answered || sec.encryptedAt) return [];
+    // The phone was securing the link on its own (before or after the request): not this rule.
+    if (answered || sec.encryptedAt || sec.ltkRequests.length > 0 || sec.startEncryptions.length > 0) return [];
     if (sec.attSecurityErrors.length > 0) return [];
     const endTime = conn.end?.time ?? ctx.now;
     const waited = endTime - sr.at.time;
@@ -400,6 +401,7 @@ const securityRequestCollision: RuleDef = {
   id: 'security-request-collision',
   title: 'Security Request collided with the phone starting encryption',
   severity: 'error',
+  supersedes: ['security-request-ignored'],
   cause:
     'A bonded iPhone starts encryption with its stored key as soon as it connects. The accessory sent an SMP Security Request at the same moment; the phone answered with Pairing Failed or the encryption failed, and the link went down. Reconnections repeat the pattern (a reconnect loop). ' +
     'One report reads the phone\'s answer as Pairing Failed 0x0D; that code is uncertain, the collision is not.',
