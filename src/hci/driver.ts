@@ -232,6 +232,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private queueHead = 0;
   private initQueue: PendingCommand[] = [];
   private readonly inFlight = new Map<number, PendingCommand[]>();
+  private stallTimer: TimerHandle | undefined;
 
   // Connections and data
   private readonly conns = new Map<number, HciConnection>();
@@ -384,6 +385,26 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   }
 
   private pumpCommands(): void {
+    this.pumpCommandsNow();
+    // No credit, nothing in flight to bring one back, yet commands wait: a controller that said
+    // "Num_HCI_Command_Packets = 0" and went quiet. After a command timeout, assume one credit.
+    const waiting = this.initQueue.length > 0 || this.queueHead < this.queue.length;
+    if (this.credits === 0 && this.inFlight.size === 0 && waiting && this.stateValue !== 'closed') {
+      this.stallTimer ??= this.clock.setTimeout(() => {
+        this.stallTimer = undefined;
+        if (this.credits === 0 && this.inFlight.size === 0) {
+          this.log.warn(`the controller on ${this.port} granted no command credits for ${this.commandTimeoutMs} ms; sending the next command anyway`);
+          this.credits = 1;
+          this.pumpCommands();
+        }
+      }, this.commandTimeoutMs);
+    } else if (this.stallTimer && (this.credits > 0 || this.inFlight.size > 0)) {
+      this.clock.clearTimeout(this.stallTimer);
+      this.stallTimer = undefined;
+    }
+  }
+
+  private pumpCommandsNow(): void {
     while (this.credits > 0 && this.stateValue !== 'closed') {
       const cmd = this.nextCommand();
       if (!cmd) return;
@@ -1177,6 +1198,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private shutdown(err: HciError, reason: number): void {
     this.stateValue = 'closed';
+    this.clock.clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     this.transport.off('data', this.onData);
     this.transport.off('close', this.onClose);
     const conns = [...this.conns.values()];
