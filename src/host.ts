@@ -1,0 +1,335 @@
+/**
+ * The composition root: builds a wearable peripheral from the layers. The HCI driver talks to the
+ * controller; per connection, an L2CAP demux feeds SMP (fixed channel 0x0006) and the ATT server
+ * (0x0004). SMP gets the two HCI things it needs (LTK reply, key size) through a narrow interface
+ * built here, never the driver itself.
+ */
+import type { Transport } from './hci/transport.js';
+import { Hci, type HciOptions, type PacketDirection } from './hci/driver.js';
+import type { HciConnection } from './hci/connection.js';
+import type { ControllerInfo } from './hci/controller-info.js';
+import { Advertiser, DEFAULT_DEVICE_NAME } from './hci/advertiser.js';
+import { HciStatus } from './hci/status.js';
+import { L2capConnection, FixedCid } from './l2cap/connection.js';
+import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2cap/conn-params.js';
+import { SecurityManager } from './smp/security-manager.js';
+import type { SmpSession } from './smp/pairing.js';
+import type { SmpLower, SmpPolicy, PairedInfo, PairingFailure } from './smp/types.js';
+import { AttServer } from './att/server.js';
+import type { GattDatabase } from './gatt/database.js';
+import type { BondStore, LocalIdentity } from './bonds/types.js';
+import { generateIrk } from './bonds/privacy.js';
+import type { Address } from './util/address.js';
+import { formatAddress } from './util/address.js';
+import type { Clock, TimerHandle } from './util/clock.js';
+import type { Logger } from './util/log.js';
+import type { RandomSource } from './util/random.js';
+import { TypedEmitter } from './util/emitter.js';
+import { WearableHostError } from './util/errors.js';
+
+/** One connection's layers. */
+export interface PeripheralLink {
+  readonly hci: HciConnection;
+  readonly l2cap: L2capConnection;
+  readonly smp: SmpSession;
+  readonly att: AttServer;
+}
+
+export type PeripheralEvents = {
+  ready: [ControllerInfo];
+  advertising: [boolean];
+  connected: [PeripheralLink];
+  disconnected: [PeripheralLink, number, string];
+  paired: [PeripheralLink, PairedInfo];
+  pairingFailed: [PeripheralLink, PairingFailure];
+  encrypted: [PeripheralLink];
+  /** The controller or its port is gone; the peripheral has stopped. */
+  fatal: [Error];
+};
+
+export interface PeripheralOptions {
+  transport: Transport;
+  clock: Clock;
+  /** The OS CSPRNG in production. */
+  random: RandomSource;
+  log: Logger;
+  bonds: BondStore;
+  db: GattDatabase;
+  /** Complete local name advertised. Default "Noira Band". */
+  name?: string;
+  /** GAP appearance advertised. */
+  appearance?: number;
+  /** 16-bit service UUIDs advertised. */
+  serviceUuids16?: number[];
+  policy?: Partial<SmpPolicy>;
+  /** Largest ATT_MTU offered (default 517). */
+  mtu?: number;
+  /** Minimum key size for encrypted attributes (default: the SMP policy's, 16). */
+  minKeySize?: number;
+  /** Parameters requested after connecting; false to never ask. */
+  connectionParameters?: ConnectionParameters | false;
+  /** Delay before the parameter request, ms (default 5000, like Zephyr's CONFIG_BT_CONN_PARAM_UPDATE_TIMEOUT). */
+  connectionParametersDelayMs?: number;
+  /** Concurrent peripheral connections (advertising continues below this). Default 1. */
+  maxConnections?: number;
+  /** Every HCI packet both ways (btsnoop, diagnosis). */
+  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
+  /** Passed to the driver. */
+  hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
+}
+
+/**
+ * A wearable peripheral on one controller: bring-up, identity, advertising, and for each
+ * connection L2CAP + SMP (responder) + ATT server over `db`.
+ */
+export class Peripheral extends TypedEmitter<PeripheralEvents> {
+  readonly hci: Hci;
+  readonly security: SecurityManager;
+  readonly db: GattDatabase;
+  private readonly opts: PeripheralOptions;
+  private readonly log: Logger;
+  private advertiser: Advertiser | undefined;
+  private readonly links = new Map<number, PeripheralLink>();
+  private readonly paramTimers = new Map<number, TimerHandle>();
+  private localIdentity: LocalIdentity | undefined;
+  private stopped = false;
+
+  constructor(opts: PeripheralOptions) {
+    super();
+    this.opts = opts;
+    this.log = opts.log;
+    this.db = opts.db;
+    this.hci = new Hci(opts.transport, {
+      ...opts.hci,
+      clock: opts.clock,
+      log: opts.log.child({ layer: 'hci' }),
+      ...(opts.trace ? { trace: opts.trace } : {}),
+    });
+    this.security = new SecurityManager({
+      bonds: opts.bonds,
+      clock: opts.clock,
+      random: opts.random,
+      ...(opts.policy ? { policy: opts.policy } : {}),
+      log: opts.log.child({ layer: 'smp' }),
+    });
+    this.hci.on('connected', (c) => this.onConnected(c));
+    this.hci.on('disconnected', (c, reason, name) => this.onDisconnected(c, reason, name));
+    this.hci.on('acl', (handle, frame) => this.links.get(handle)?.l2cap.onFrame(frame));
+    this.hci.on('longTermKeyRequest', (c, req) => {
+      const link = this.links.get(c.handle);
+      if (link) link.smp.onLtkRequest(req.rand, req.ediv);
+      else void this.hci.command('LeLongTermKeyRequestNegativeReply', { handle: c.handle }).catch(() => undefined);
+    });
+    this.hci.on('encryptionChanged', (c, ch) => this.links.get(c.handle)?.smp.onEncryptionChange(ch.status, ch.enabled));
+    this.hci.on('encryptionKeyRefreshed', (c, status) => this.links.get(c.handle)?.smp.onKeyRefresh(status));
+    this.hci.on('transportLost', (err) => this.onFatal(err));
+  }
+
+  /** Live links by connection handle. */
+  get connections(): readonly PeripheralLink[] {
+    return [...this.links.values()];
+  }
+
+  get identity(): LocalIdentity | undefined {
+    return this.localIdentity;
+  }
+
+  get advertising(): boolean {
+    return this.advertiser?.advertising ?? false;
+  }
+
+  /** Brings the controller up, settles our identity, and starts advertising. */
+  async start(): Promise<ControllerInfo> {
+    const info = await this.hci.init();
+    this.localIdentity = await this.settleIdentity(info);
+    this.emit('ready', info);
+    this.advertiser = new Advertiser(this.hci, {
+      name: this.opts.name ?? DEFAULT_DEVICE_NAME,
+      ...(this.opts.appearance !== undefined ? { appearance: this.opts.appearance } : {}),
+      ...(this.opts.serviceUuids16 ? { serviceUuids16: this.opts.serviceUuids16 } : {}),
+      maxConnections: this.opts.maxConnections ?? 1,
+      log: this.log.child({ layer: 'adv' }),
+    });
+    this.advertiser.on('started', () => this.emit('advertising', true));
+    this.advertiser.on('stopped', () => this.emit('advertising', false));
+    this.advertiser.on('error', (err) => this.log.warn({ err }, `advertising on ${this.hci.port} failed; it is retried on the next disconnection`));
+    await this.advertiser.start();
+    return info;
+  }
+
+  /** Stops advertising, disconnects every peer, and closes the driver (the transport stays the caller's). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.paramTimers.values()) this.opts.clock.clearTimeout(t);
+    this.paramTimers.clear();
+    try {
+      if (this.hci.ready) {
+        await this.advertiser?.stop();
+        for (const link of [...this.links.values()]) {
+          await this.hci.disconnect(link.hci.handle, HciStatus.RemoteDeviceTerminatedPowerOff).catch(() => undefined);
+        }
+      }
+    } catch (err) {
+      this.log.debug({ err }, 'stopping: controller did not answer');
+    } finally {
+      this.advertiser?.dispose();
+      for (const link of [...this.links.values()]) this.closeLink(link);
+      this.hci.close();
+    }
+  }
+
+  /**
+   * Our identity: the controller's identity address (the DK's static address) and our IRK, kept
+   * in the bond store so bonded phones keep recognising us across restarts.
+   */
+  private async settleIdentity(info: ControllerInfo): Promise<LocalIdentity> {
+    const stored = this.opts.bonds.getLocalIdentity();
+    const address = info.identityAddress;
+    if (stored && stored.address.address === address.address && stored.address.type === address.type) return stored;
+    if (stored) {
+      this.log.warn(
+        { stored: formatAddress(stored.address), controller: formatAddress(address), bonds: this.opts.bonds.description },
+        `the bond file was made with another controller (${formatAddress(stored.address)}); this one is ${formatAddress(address)}. ` +
+          'Phones bonded before will not find their bond: remove the device on the phone, or use the bond file of this DK.',
+      );
+    }
+    const id: LocalIdentity = { address, irk: stored?.irk ?? generateIrk(this.opts.random) };
+    await this.opts.bonds.setLocalIdentity(id);
+    return id;
+  }
+
+  private localAddressFor(): Address {
+    const id = this.localIdentity ?? this.opts.bonds.getLocalIdentity();
+    if (!id) throw new WearableHostError('hci', 'no local identity: start() was not called');
+    return id.address;
+  }
+
+  private onConnected(c: HciConnection): void {
+    if (c.role !== 'peripheral') {
+      this.log.warn({ conn: c.toJSON() }, 'a central-role connection on the peripheral: disconnecting');
+      void this.hci.disconnect(c.handle, HciStatus.RemoteUserTerminatedConnection).catch(() => undefined);
+      return;
+    }
+    const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
+    const l2cap = new L2capConnection({
+      handle: c.handle,
+      role: 'peripheral',
+      lower: { send: (frame) => this.hci.sendAcl(c.handle, frame) },
+      clock: this.opts.clock,
+      log: log.child({ layer: 'l2cap' }),
+      attMtu: this.opts.mtu ?? 517,
+    });
+    const smpLower = buildSmpLower(this.hci, c, l2cap, this.localAddressFor());
+    const smp = this.security.createSession(smpLower);
+    const att = new AttServer({
+      db: this.db,
+      clock: this.opts.clock,
+      log: log.child({ layer: 'att' }),
+      bonds: this.opts.bonds,
+      ...(this.opts.mtu !== undefined ? { mtu: this.opts.mtu } : {}),
+      minKeySize: this.opts.minKeySize ?? this.opts.policy?.minKeySize ?? 16,
+      lower: {
+        send: (pdu) => l2cap.sendFixed(FixedCid.Att, pdu),
+        get security() {
+          return smp.security;
+        },
+        peer: c.peer,
+        peerIdentity: () => smp.peerIdentity,
+        onSecurityRejection: () => smp.onAttSecurityRejection(),
+      },
+    });
+    const link: PeripheralLink = { hci: c, l2cap, smp, att };
+    this.links.set(c.handle, link);
+    l2cap.setHandler(FixedCid.Smp, (p) => smp.onPdu(p));
+    l2cap.setHandler(FixedCid.Att, (p) => att.onPdu(p));
+    smp.on('securityChanged', (s) => {
+      att.onSecurityChanged();
+      if (s.encrypted) this.emit('encrypted', link);
+    });
+    smp.on('paired', (info) => this.emit('paired', link, info));
+    smp.on('pairingFailed', (f) => this.emit('pairingFailed', link, f));
+    att.on('timeout', () => {
+      log.warn('ATT transaction timed out (no confirmation in 30 s): disconnecting');
+      void this.hci.disconnect(c.handle, HciStatus.RemoteUserTerminatedConnection).catch(() => undefined);
+    });
+    smp.start();
+    this.emit('connected', link);
+    this.scheduleParameterUpdate(link);
+  }
+
+  private scheduleParameterUpdate(link: PeripheralLink): void {
+    const params = this.opts.connectionParameters ?? DEFAULT_PERIPHERAL_PARAMETERS;
+    if (params === false) return;
+    const handle = link.hci.handle;
+    const t = this.opts.clock.setTimeout(() => {
+      this.paramTimers.delete(handle);
+      if (!this.links.has(handle)) return;
+      void link.l2cap.requestParameterUpdate(params);
+    }, this.opts.connectionParametersDelayMs ?? 5000);
+    this.paramTimers.set(handle, t);
+  }
+
+  private onDisconnected(c: HciConnection, reason: number, name: string): void {
+    const link = this.links.get(c.handle);
+    if (!link) return;
+    this.closeLink(link);
+    this.emit('disconnected', link, reason, name);
+  }
+
+  private closeLink(link: PeripheralLink): void {
+    const handle = link.hci.handle;
+    if (!this.links.delete(handle)) return;
+    this.opts.clock.clearTimeout(this.paramTimers.get(handle));
+    this.paramTimers.delete(handle);
+    link.l2cap.close();
+    link.smp.onDisconnected();
+    link.att.onDisconnected();
+  }
+
+  private onFatal(err: Error): void {
+    this.log.error({ err }, `lost the controller on ${this.hci.port}: ${err.message}`);
+    for (const link of [...this.links.values()]) this.closeLink(link);
+    this.advertiser?.dispose();
+    this.stopped = true;
+    this.emit('fatal', err);
+  }
+}
+
+/**
+ * SMP's view of one connection: L2CAP channel 0x0006 for PDUs, and the HCI commands it needs.
+ * Shared by the peripheral and the central compositions.
+ */
+export function buildSmpLower(hci: Hci, c: HciConnection, l2cap: L2capConnection, localAddress: Address): SmpLower {
+  const handle = c.handle;
+  return {
+    role: c.role,
+    localAddress,
+    peerAddress: c.peerRpa ? { type: 'random', address: c.peerRpa } : c.peer,
+    send: (pdu) => {
+      l2cap.sendFixed(FixedCid.Smp, pdu).catch(() => undefined);
+    },
+    ltkReply: async (ltk) => {
+      await hci.command('LeLongTermKeyRequestReply', { handle, ltk });
+    },
+    ltkNegativeReply: async () => {
+      await hci.command('LeLongTermKeyRequestNegativeReply', { handle });
+    },
+    startEncryption: async (ltk, ediv, rand) => {
+      await hci.command('LeEnableEncryption', { handle, rand, ediv, ltk });
+    },
+    readKeySize: async () => {
+      if (c.keySize !== undefined) return c.keySize;
+      const r = await hci.command('ReadEncryptionKeySize', { handle });
+      return r.keySize;
+    },
+    disconnect: async (reason) => {
+      await hci.disconnect(handle, reason);
+    },
+  };
+}
+
+/** True when two addresses are the same device address. */
+export function sameAddress(a: Address, b: Address): boolean {
+  return a.type === b.type && a.address === b.address;
+}

@@ -1,0 +1,127 @@
+/**
+ * End to end on the virtual air (tier 5): our peripheral (src/host.ts) against a minimal central
+ * built from our own layers (driver, L2CAP, SMP initiator) speaking raw ATT.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Peripheral } from '../src/host.js';
+import { Hci } from '../src/hci/driver.js';
+import type { HciConnection } from '../src/hci/connection.js';
+import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
+import { L2capConnection, FixedCid } from '../src/l2cap/connection.js';
+import { SecurityManager } from '../src/smp/security-manager.js';
+import { buildSmpLower } from '../src/host.js';
+import { buildGattDatabase } from '../src/gatt/database.js';
+import { MemoryBondStore } from '../src/bonds/memory.js';
+import { VirtualAir } from '../src/sim/air.js';
+import { VirtualClock } from '../src/util/clock.js';
+import { seededRandom } from '../src/util/random.js';
+import { createLogger, silentLogger } from '../src/util/log.js';
+import { toHex } from '../src/util/bytes.js';
+import { addressTypeToByte } from '../src/util/address.js';
+
+const log = process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger();
+
+/** Runs the virtual clock until `p` settles (bring-up and commands wait on controller timing). */
+async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
+  let settled = false;
+  const watched = p.finally(() => {
+    settled = true;
+  });
+  await clock.runUntil(() => settled, maxMs);
+  return watched;
+}
+
+async function world() {
+  const clock = new VirtualClock();
+  const air = new VirtualAir({ clock, seed: 'host-e2e', log });
+  const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
+  const [hostB, ctrlB] = createMemoryTransportPair('central-host', 'central-ctrl');
+  air.createController({ name: 'periph', seed: 'p' }).attach(ctrlA);
+  air.createController({ name: 'central', seed: 'c' }).attach(ctrlB);
+  const db = buildGattDatabase({
+    gap: { deviceName: 'Noira Band' },
+    services: [
+      {
+        uuid: 0x180d,
+        characteristics: [
+          { uuid: 0x2a38, id: 'open', properties: ['read'], value: Uint8Array.of(1) },
+          { uuid: 0x2a39, id: 'secret', properties: ['read'], permissions: { read: 'encrypted' }, value: Uint8Array.of(0xca, 0xfe) },
+        ],
+      },
+    ],
+  });
+  const periphBonds = new MemoryBondStore();
+  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false });
+  const centralBonds = new MemoryBondStore();
+  const hci = new Hci(hostB, { clock, log });
+  return { clock, air, peripheral, hci, db, periphBonds, centralBonds };
+}
+
+/** Connects the central to the peripheral and builds its L2CAP + SMP; ATT stays raw. */
+async function connect(w: Awaited<ReturnType<typeof world>>, security: SecurityManager) {
+  const target = w.peripheral.identity!.address;
+  const connected = w.hci.wait('connected');
+  await drive(w.clock, w.hci.command('LeCreateConnection', {
+    scanInterval: 0x60, scanWindow: 0x30, initiatorFilterPolicy: 0,
+    peerAddressType: addressTypeToByte(target.type), peerAddress: target.address,
+    ownAddressType: 1, connIntervalMin: 24, connIntervalMax: 24, maxLatency: 0, supervisionTimeout: 400,
+    minCeLength: 0, maxCeLength: 0,
+  }));
+  assert.ok(await w.clock.runUntil(() => w.hci.connections.length > 0, 5000), 'connection established');
+  const [c] = (await connected) as [HciConnection];
+  const l2 = new L2capConnection({ handle: c.handle, role: 'central', clock: w.clock, log, lower: { send: (f) => w.hci.sendAcl(c.handle, f) } });
+  const att: Uint8Array[] = [];
+  l2.setHandler(FixedCid.Att, (p) => void att.push(p.slice()));
+  const smp = security.createSession(buildSmpLower(w.hci, c, l2, w.hci.info!.identityAddress));
+  l2.setHandler(FixedCid.Smp, (p) => smp.onPdu(p));
+  w.hci.on('acl', (h, f) => h === c.handle && l2.onFrame(f));
+  w.hci.on('encryptionChanged', (cc, ch) => cc.handle === c.handle && smp.onEncryptionChange(ch.status, ch.enabled));
+  smp.start();
+  const request = async (pdu: Uint8Array): Promise<string> => {
+    const before = att.length;
+    await drive(w.clock, l2.sendFixed(FixedCid.Att, pdu));
+    assert.ok(await w.clock.runUntil(() => att.length > before, 5000), 'ATT response');
+    return toHex(att[att.length - 1]!);
+  };
+  return { c, l2, smp, request };
+}
+
+test('a central pairs (LESC Just Works), reads the encrypted value, and re-encrypts with the bond after reconnecting', async () => {
+  const w = await world();
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  assert.ok(w.peripheral.advertising);
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+  const secretHandle = w.db.handle('secret');
+  const read = Uint8Array.of(0x0a, secretHandle & 0xff, secretHandle >> 8);
+
+  const first = await connect(w, security);
+  // Unencrypted, no bond: 0x05 Insufficient Authentication (the client should pair).
+  assert.equal(await first.request(read), '010a' + toHex(Uint8Array.of(secretHandle & 0xff, secretHandle >> 8)) + '05');
+  const paired = first.smp.pair();
+  assert.ok(await w.clock.runUntil(() => first.smp.encrypted, 10_000), 'encrypted after pairing');
+  const info = await drive(w.clock, paired);
+  assert.equal(info.level, 2);
+  assert.equal(info.keySize, 16);
+  assert.equal(info.bonded, true);
+  assert.equal(await first.request(read), '0bcafe');
+  assert.equal(w.periphBonds.list().length, 1);
+  assert.equal(w.centralBonds.list().length, 1);
+
+  // Disconnect and come back: the stored key encrypts the link, no new pairing.
+  await drive(w.clock, w.hci.disconnect(first.c.handle));
+  assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0 && w.peripheral.advertising, 5000), 'advertising again');
+  const second = await connect(w, security);
+  let pairings = 0;
+  w.peripheral.on('paired', () => pairings++);
+  // Before encrypting, a bonded peer gets 0x0F Insufficient Encryption (the client should encrypt).
+  assert.equal(await second.request(read), '010a' + toHex(Uint8Array.of(secretHandle & 0xff, secretHandle >> 8)) + '0f');
+  assert.equal(second.smp.encryptWithBond(), true);
+  assert.ok(await w.clock.runUntil(() => second.smp.encrypted, 5000), 're-encrypted with the bond');
+  assert.equal(await second.request(read), '0bcafe');
+  assert.equal(pairings, 0);
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
