@@ -5,11 +5,17 @@
  * hardware flow control), exclusive open. Writes are cut into chunks of at most 64 bytes, each
  * handed to the OS only after the previous one completed: single writes over 64 bytes have been
  * reported truncated through the J-Link VCOM at 1 Mbaud (REFERENCE.md, zephyr #83046).
+ *
+ * Unplug detection: on Linux a vanished tty often reads as end-of-file (0 bytes), which
+ * `@serialport/bindings-cpp` 13 retries forever instead of reporting (serialport/bindings-cpp
+ * #162; PR #164 was not merged), so no 'close' ever comes. A presence check therefore stats the
+ * port path every `presenceCheckMs` and declares the port lost when the node is gone or is a
+ * different device (unplugged and plugged back in).
  */
 import { readFile, readdir, realpath, stat, access, constants as fsConstants } from 'node:fs/promises';
 import type { SerialPort } from 'serialport';
 import { TypedEmitter } from '../util/emitter.js';
-import { RealClock, type Clock } from '../util/clock.js';
+import { RealClock, type Clock, type TimerHandle } from '../util/clock.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { Transport, TransportEvents } from './transport.js';
 import { TransportError, errnoCode, errorMessage } from './transport-errors.js';
@@ -26,8 +32,10 @@ export interface SerialTransportOptions {
   /** Wait for each chunk to leave the UART (tcdrain) before the next one. Default false. */
   drainEachChunk?: boolean;
   logger?: Logger;
-  /** Used by {@link listSerialPorts} for its time limit. */
+  /** Times the presence check (and {@link listSerialPorts}'s limit). Default RealClock (unref'd timers). */
   clock?: Clock;
+  /** How often to check that the port's device node still exists; 0 turns it off. Default 1000 ms. */
+  presenceCheckMs?: number;
 }
 
 export interface SerialTransportStats {
@@ -77,14 +85,18 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
   private closing: Promise<void> | undefined;
   private closed = false;
   private discarding = 0;
+  private readonly clock: Clock;
+  private presenceTimer: TimerHandle | undefined;
 
   private constructor(
     private readonly port: SerialPort,
     readonly path: string,
     readonly baudRate: number,
     opts: SerialTransportOptions,
+    private readonly node: { dev: number; ino: number; rdev: number } | undefined,
   ) {
     super();
+    this.clock = opts.clock ?? new RealClock();
     this.description = `${path} @ ${baudRate} baud`;
     this.maxChunk = Math.max(1, opts.maxWriteChunk ?? 64);
     this.drainEachChunk = opts.drainEachChunk ?? false;
@@ -99,6 +111,36 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
       this.log.warn({ err: errorMessage(err) }, 'serial port error');
     });
     port.on('close', (err: Error | null | undefined) => this.onPortClose(err ?? undefined));
+    const every = opts.presenceCheckMs ?? 1000;
+    if (node && every > 0) this.schedulePresenceCheck(every);
+  }
+
+  private schedulePresenceCheck(every: number): void {
+    this.presenceTimer = this.clock.setTimeout(() => {
+      this.presenceTimer = undefined;
+      void this.checkPresence(every);
+    }, every);
+  }
+
+  private async checkPresence(every: number): Promise<void> {
+    if (this.closed) return;
+    let why: string | undefined;
+    try {
+      const st = await stat(this.path);
+      const n = this.node;
+      if (n && (st.rdev !== n.rdev || st.ino !== n.ino || st.dev !== n.dev)) why = 'the device node now belongs to another device';
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') why = 'the device node disappeared';
+    }
+    if (this.closed) return;
+    if (why === undefined) {
+      this.schedulePresenceCheck(every);
+      return;
+    }
+    this.log.error({ why }, 'serial port vanished');
+    // Report first, then close the fd, which also ends the binding's end-of-file read loop.
+    this.onPortClose(new Error(why));
+    if (this.port.isOpen) this.port.close(() => {});
   }
 
   /**
@@ -128,7 +170,14 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
     }).catch(async (err: unknown) => {
       throw await explainSerialOpenError(path, err, opts);
     });
-    const t = new SerialTransport(port, path, baudRate, opts);
+    let node: { dev: number; ino: number; rdev: number } | undefined;
+    try {
+      const st = await stat(path);
+      node = { dev: st.dev, ino: st.ino, rdev: st.rdev };
+    } catch {
+      node = undefined; // not a file-system node (COM3): no presence check
+    }
+    const t = new SerialTransport(port, path, baudRate, opts, node);
     t.log.debug({ rtscts: opts.rtscts ?? true, maxWriteChunk: t.maxChunk }, 'serial port open');
     return t;
   }
@@ -221,6 +270,8 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
 
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
+    this.clock.clearTimeout(this.presenceTimer);
+    this.presenceTimer = undefined;
     this.closing ??= new Promise<void>((resolve) => {
       this.failWrites(new TransportError('closed', this.path, `serial port ${this.path} was closed before the write completed`));
       if (!this.port.isOpen) {
@@ -251,6 +302,8 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
   private onPortClose(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
+    this.clock.clearTimeout(this.presenceTimer);
+    this.presenceTimer = undefined;
     const asked = this.closing !== undefined;
     const error = asked && !err ? undefined : this.lostError(err ?? new Error('port closed'));
     if (error) {

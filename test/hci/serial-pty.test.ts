@@ -5,13 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialTransport } from '../../src/hci/serial-transport.js';
 import { TransportError } from '../../src/hci/transport-errors.js';
 import { H4Framer, H4Type, encodeH4 } from '../../src/hci/h4.js';
 import { concatBytes, toHex } from '../../src/util/bytes.js';
+import { VirtualClock } from '../../src/util/clock.js';
 
 function hasSocat(): boolean {
   try {
@@ -159,7 +160,9 @@ test('pty pair: when the other end vanishes (socat killed, like a USB unplug) th
   let host: SerialTransport | undefined;
   try {
     pair = await startSocat(dir);
-    host = await SerialTransport.open(pair.a, { rtscts: false });
+    // The pty either fails reads (EBADF/EIO) or reads end-of-file, which serialport retries
+    // forever; the presence check catches the second case.
+    host = await SerialTransport.open(pair.a, { rtscts: false, presenceCheckMs: 100 });
     const closed = host.wait('close');
     await pair.stop();
     const [err] = await closed;
@@ -177,3 +180,44 @@ test('pty pair: when the other end vanishes (socat killed, like a USB unplug) th
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const change of ['removed', 'replaced'] as const) {
+  test(`pty pair: when the port's device node is ${change} (unplug${change === 'replaced' ? ' and replug' : ''}), the presence check closes the transport as lost`, async (t) => {
+    if (!hasSocat()) {
+      t.skip('socat not installed: apt-get install socat');
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'wh-pty-'));
+    let pair: PtyPair | undefined;
+    let host: SerialTransport | undefined;
+    try {
+      pair = await startSocat(dir);
+      // Our own link to the pty, which we can make vanish while the pty itself lives on.
+      const link = join(dir, 'by-id-link');
+      symlinkSync(realpathSync(pair.a), link);
+      const clock = new VirtualClock();
+      host = await SerialTransport.open(link, { rtscts: false, clock, presenceCheckMs: 1000 });
+      const closes: (Error | undefined)[] = [];
+      host.on('close', (e) => closes.push(e));
+      await clock.advance(1000);
+      for (let i = 0; i < 50 && closes.length === 0; i++) await sleep(5);
+      assert.deepEqual(closes, [], 'still open while the node is there');
+      assert.equal(clock.pendingCount, 1, 'next check scheduled');
+      unlinkSync(link);
+      if (change === 'replaced') symlinkSync(realpathSync(pair.b), link);
+      const closed = host.wait('close');
+      await clock.advance(1000);
+      const [err] = await closed;
+      assert.ok(err instanceof TransportError);
+      assert.equal(err.kind, 'lost');
+      assert.equal(err.port, link);
+      assert.match(err.message, change === 'removed' ? /the device node disappeared/ : /the device node now belongs to another device/);
+      assert.equal(host.isOpen, false);
+      assert.equal(clock.pendingCount, 0, 'no check after close');
+    } finally {
+      await host?.close();
+      await pair?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
