@@ -1,0 +1,175 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readCapture, detectFormat } from '../../src/diagnose/formats/index.js';
+import { readPklg, encodePklg } from '../../src/diagnose/formats/pklg.js';
+import { readPinoLog } from '../../src/diagnose/formats/pino.js';
+import { CaptureFormatError, type Capture } from '../../src/diagnose/capture.js';
+import { buildTimeline } from '../../src/diagnose/timeline.js';
+import { diagnose } from '../../src/diagnose/diagnose.js';
+import { concatBytes, toHex } from '../../src/util/bytes.js';
+import { Scenario, T0 } from './builders.js';
+
+/** A short failing capture: stale bond (LTK negative reply) on the accessory. */
+function staleBond(side: 'accessory' | 'phone' = 'accessory'): Scenario {
+  const s = new Scenario(side);
+  s.connect();
+  s.wait(250);
+  s.startEncryption();
+  s.ltkReply(false);
+  s.encryptionChange(0x06);
+  s.disconnect(0x13);
+  return s;
+}
+
+function sameAsPackets(c: Capture, s: Scenario, numberShift = 0): void {
+  const want = s.packets();
+  assert.equal(c.packets.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    const got = c.packets[i];
+    const w = want[i];
+    assert.ok(got && w);
+    assert.equal(toHex(got.h4), toHex(w.h4), `packet ${i}`);
+    assert.equal(got.direction, w.direction);
+    assert.equal(got.number, w.number + numberShift);
+    assert.ok(Math.abs(got.time - w.time) < 0.002, `time of packet ${i}: ${got.time} vs ${w.time}`);
+  }
+}
+
+function throwsAt(fn: () => unknown, where: { offset?: number; line?: number }, message: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof CaptureFormatError, String(err));
+    if (where.offset !== undefined) assert.equal(err.offset, where.offset, err.message);
+    if (where.line !== undefined) assert.equal(err.line, where.line, err.message);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+test('btsnoop: detected by magic, packets, directions and microsecond times as written, same diagnosis as the live packets', () => {
+  const s = staleBond();
+  const bytes = s.btsnoop();
+  assert.equal(detectFormat(bytes, 'x.log'), 'btsnoop');
+  const c = readCapture(bytes, { fileName: 'x.log' });
+  assert.equal(c.format, 'btsnoop');
+  assert.match(c.description, /datalink 1002 \(H4\)/);
+  sameAsPackets(c, s);
+  const fromFile = diagnose(buildTimeline(c.packets)).findings.map((f) => [f.rule, f.evidence.map((e) => e.number)]);
+  const fromPackets = diagnose(buildTimeline(s.packets())).findings.map((f) => [f.rule, f.evidence.map((e) => e.number)]);
+  assert.deepEqual(fromFile, fromPackets);
+  assert.deepEqual(fromFile, [['phone-kept-stale-bond', [2, 3, 5, 6]]]);
+});
+
+test('btsnoop: a cut-short last record is an error with its offset; --lenient keeps the packets before it', () => {
+  const bytes = staleBond().btsnoop();
+  const cut = bytes.subarray(0, bytes.length - 3);
+  // The last record is the Disconnection Complete event: 24 header bytes + 7 packet bytes (H:4 type, code, length, 4 parameters).
+  const lastOffset = bytes.length - (24 + 7);
+  throwsAt(() => readCapture(cut), { offset: lastOffset }, new RegExp(`truncated btsnoop record 5 at offset ${lastOffset}.*--lenient`));
+  const c = readCapture(cut, { lenient: true });
+  assert.equal(c.packets.length, 5);
+  assert.match(c.warnings[0] ?? '', /truncated/);
+});
+
+test('btsnoop: bad magic, unsupported datalink and a header-only stub give errors with offsets', () => {
+  const good = staleBond().btsnoop();
+  const badDatalink = good.slice();
+  badDatalink[15] = 0xec; // 1004 (H5)
+  throwsAt(() => readCapture(badDatalink), { offset: 12 }, /datalink type 1004 \(HCI Serial H5\) at offset 12/);
+  throwsAt(() => readCapture(good.subarray(0, 12), { format: 'btsnoop' }), { offset: 12 }, /file header alone is 16/);
+  const zip = concatBytes(Uint8Array.of(0x50, 0x4b, 0x03, 0x04), new Uint8Array(40));
+  throwsAt(() => readCapture(zip, { format: 'btsnoop' }), { offset: 0 }, /zip archive/);
+});
+
+test('pklg: big- and little-endian files with a note record read back the same packets, numbered as frames', () => {
+  const s = staleBond('phone');
+  for (const endian of ['big', 'little'] as const) {
+    const bytes = s.pklg(endian, true);
+    assert.equal(detectFormat(bytes), 'pklg', endian);
+    const c = readCapture(bytes);
+    assert.equal(c.format, 'pklg');
+    assert.match(c.description, new RegExp(`${endian}-endian`));
+    assert.equal(c.skipped, 1);
+    sameAsPackets(c, s, 1);
+    const r = diagnose(buildTimeline(c.packets));
+    assert.equal(r.perspective, 'phone');
+    assert.deepEqual(r.findings.map((f) => f.rule), ['phone-kept-stale-bond']);
+    // LE Enable Encryption is packet 2 of the scenario, frame 3 after the note.
+    assert.equal(r.findings[0]?.evidence[0]?.number, 3);
+  }
+});
+
+test('pklg: record layout is length, seconds, microseconds, type, payload (big-endian bytes checked)', () => {
+  const bytes = encodePklg([{ direction: 'controller->host', h4: Uint8Array.of(0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00), time: T0 + 0.5 }], 'big');
+  const secs = Math.floor(T0 / 1000);
+  const expected = concatBytes(
+    Uint8Array.of(0, 0, 0, 15),
+    Uint8Array.of(secs >>> 24, (secs >>> 16) & 0xff, (secs >>> 8) & 0xff, secs & 0xff),
+    Uint8Array.of(0, 0, 0x01, 0xf4),
+    Uint8Array.of(0x01, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00),
+  );
+  assert.equal(toHex(bytes), toHex(expected));
+  const c = readPklg(bytes);
+  assert.equal(c.packets[0]?.time, T0 + 0.5);
+  assert.equal(toHex(c.packets[0]?.h4 ?? new Uint8Array()), '040e0401030c00');
+});
+
+test('pklg: a little-endian file whose timestamp words are microseconds then seconds is read with the right times', () => {
+  const good = encodePklg([{ direction: 'host->controller', h4: Uint8Array.of(0x01, 0x03, 0x0c, 0x00), time: T0 + 12.345 }], 'little');
+  const swapped = good.slice();
+  swapped.set(good.subarray(8, 12), 4);
+  swapped.set(good.subarray(4, 8), 8);
+  const c = readPklg(swapped);
+  assert.equal(c.packets[0]?.time, T0 + 12.345);
+  assert.match(c.description, /swapped/);
+});
+
+test('pklg: a cut-short record and a corrupt length give errors with offsets', () => {
+  const bytes = staleBond('phone').pklg('big');
+  // The last (5th) record is the Disconnection Complete: 4 length + 8 time + 1 type + 6 event bytes.
+  throwsAt(() => readPklg(bytes.subarray(0, bytes.length - 2)), { offset: bytes.length - 19 }, /truncated PacketLogger record 5 at offset \d+: 15 bytes announced, 13 left/);
+  const lenient = readPklg(bytes.subarray(0, bytes.length - 2), 'f', true);
+  assert.equal(lenient.packets.length, 4);
+  assert.match(lenient.warnings[0] ?? '', /record 5/);
+  const corrupt = bytes.slice();
+  // Second record: after the first (4 + 9 + the 21-byte LE Connection Complete event body).
+  const second = 4 + 9 + 21;
+  corrupt.set([0, 0, 0, 3], second);
+  throwsAt(() => readPklg(corrupt), { offset: second }, new RegExp(`corrupt PacketLogger record 2 at offset ${second}: length 3`));
+  throwsAt(() => readPklg(Uint8Array.of(1, 2, 3)), { offset: 0 }, /not a PacketLogger file/);
+});
+
+test('json: the pino log contract, other lines skipped, packet numbers from n and line numbers kept', () => {
+  const s = staleBond();
+  const bytes = s.jsonLog(true);
+  assert.equal(detectFormat(bytes), 'json');
+  const c = readCapture(bytes);
+  assert.equal(c.format, 'json');
+  assert.equal(c.skipped, 1);
+  sameAsPackets(c, s);
+  assert.equal(c.packets[0]?.line, 2);
+  const r = diagnose(buildTimeline(c.packets));
+  assert.deepEqual(r.findings[0]?.evidence.map((e) => e.line), [3, 4, 6, 7]);
+  const first = new TextDecoder().decode(bytes).split('\n')[1] ?? '';
+  assert.deepEqual(Object.keys(JSON.parse(first) as object).sort(), ['dir', 'h4', 'level', 'msg', 'n', 'name', 'time']);
+});
+
+test('json: a line that is not JSON, a cut-short last line and malformed hci fields give errors with the line number', () => {
+  const enc = (t: string): Uint8Array => new TextEncoder().encode(t);
+  const ok = '{"msg":"hci","dir":"rx","h4":"040e0401030c00","time":1}';
+  throwsAt(() => readPinoLog(enc(`${ok}\n${ok}\nnot json\n${ok}\n`)), { line: 3 }, /line 3: not JSON/);
+  throwsAt(() => readPinoLog(enc(`${ok}\n{"msg":"hci","dir":"rx","h4":"04`)), { line: 2 }, /line 2: the last line is not complete JSON/);
+  throwsAt(() => readPinoLog(enc('{"msg":"hci","dir":"up","h4":"0401","time":1}\n')), { line: 1 }, /"dir": "tx" or "rx"/);
+  throwsAt(() => readPinoLog(enc('{"msg":"hci","dir":"tx","h4":"0x1","time":1}\n')), { line: 1 }, /"h4" is not hex/);
+  throwsAt(() => readPinoLog(enc('\n\n{"msg":"hci","dir":"tx","h4":"0103"}\n')), { line: 3 }, /"time"/);
+  throwsAt(() => readPinoLog(enc('[1,2]\n')), { line: 1 }, /must be an object/);
+});
+
+test('an unknown file is an error at offset 0 that lists the supported formats', () => {
+  throwsAt(() => readCapture(new TextEncoder().encode('hello world, not a capture at all')), { offset: 0 }, /unrecognised capture format at offset 0.*PacketLogger.*--format/);
+  throwsAt(() => readCapture(new Uint8Array(0)), { offset: 0 }, /unrecognised/);
+});
+
+test('--format forces a reader: a JSON log read as btsnoop fails at offset 0', () => {
+  const bytes = staleBond().jsonLog();
+  throwsAt(() => readCapture(bytes, { format: 'btsnoop' }), { offset: 0 }, /not a btsnoop file: bad magic at offset 0/);
+});
