@@ -155,7 +155,7 @@ export function checkPortList(list: PortListing, portGiven: boolean): Finding {
   if (list.candidates.length === 0) {
     return {
       check: CheckId.Ports,
-      severity: portGiven ? Severity.Warn : Severity.Fail,
+      severity: portGiven ? Severity.Info : Severity.Fail,
       title: 'no USB serial ports found',
       details,
       fix: "plug the DK into the USB connector of its on-board J-Link debugger, set its power switch to ON, and check `ls /dev/serial/by-id/`",

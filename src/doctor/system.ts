@@ -175,6 +175,11 @@ export async function checkHolders(env: DoctorEnv, port: string): Promise<Findin
   const holders = await portHolders(env, path);
   if (holders.length === 0) return { check: CheckId.Exclusive, severity: Severity.Ok, title: `no other process has ${path} open` };
   const list = holders.map((h) => `${h.name} (pid ${h.pid})`).join(', ');
+  const real = (await env.fs.realpath(path)) ?? path;
+  if (/^\/dev\/pts\/\d+$/.test(real) && holders.every((h) => h.name === 'socat')) {
+    // A pseudo-terminal's other end is held by the program behind it: `wearable-host sim --pty` bridges with socat.
+    return { check: CheckId.Exclusive, severity: Severity.Info, title: `${path} is a pseudo-terminal bridged by ${list} (the simulator's --pty mode does this)` };
+  }
   const mm = holders.some((h) => h.name === 'ModemManager');
   return {
     check: CheckId.Exclusive,

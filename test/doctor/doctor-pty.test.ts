@@ -32,13 +32,13 @@ function hasSocat(): boolean {
 const SKIP = 'socat not installed: apt-get install socat';
 
 /**
- * This machine, except that /proc looks empty: socat keeps the pty's slave side open, which the
- * doctor would rightly report as another process holding the port.
+ * This machine (its /dev, /proc, groups), with the serial line's settings simulated on top of the
+ * real SerialTransport. socat keeps the pty's other side open; the doctor recognises that bridge.
  */
 function ptyEnv(clock: RealClock, firmware: LinkSettings): DoctorEnv {
   return nodeDoctorEnv({
     clock,
-    fs: { ...nodeDoctorFs, readdir: async (p) => (p === '/proc' ? [] : nodeDoctorFs.readdir(p)) },
+    fs: nodeDoctorFs,
     listPorts: async () => [],
     openPort: async (port, settings) => simulatedLine(await openPortWith(port, settings, { clock }), settings, firmware, clock),
     openController: (t, o) => hciSession(t, { clock, timeoutMs: o.timeoutMs }),
@@ -65,6 +65,7 @@ test('pty, happy path: the served virtual controller answers at the DK settings 
     assert.equal(report.findings.find((f) => f.check === check)?.severity, 'ok', `${check}: ${formatReport(report, { verbose: true })}`);
   }
   assert.equal(report.controller?.aclPacketLength, 251);
+  assert.equal(report.findings.find((f) => f.check === 'exclusive')?.severity, 'info', 'the socat bridge is recognised, not reported as busy');
 });
 
 test('pty, wrong baud: with the firmware at 115200 the doctor finds 115200 and says so', async (t) => {

@@ -207,3 +207,18 @@ test('another process holding the port is found through /proc/<pid>/fd and named
   assert.match(f.title, /open in another process: screen \(pid 4242\)/);
   assert.match(f.fix ?? '', /fuser -v/);
 });
+
+test('a pseudo-terminal held only by socat (the simulator bridge) is not reported as busy', async () => {
+  const env = fakeEnv({
+    clock,
+    machine: {
+      dirs: { '/proc': ['77', '78'], '/proc/77/fd': ['5', '6'], '/proc/78/fd': ['3'] },
+      files: { '/proc/77/comm': 'socat\n', '/proc/78/comm': 'bash\n' },
+      links: { '/proc/77/fd/5': '/dev/ptmx', '/proc/77/fd/6': '/dev/pts/4', '/proc/78/fd/3': '/dev/pts/9' },
+      nodes: { '/dev/pts/4': { uid: 1000, gid: 5, mode: 0o20620 } },
+    },
+  });
+  const f = await checkHolders(env, '/dev/pts/4');
+  assert.equal(f.severity, 'info');
+  assert.match(f.title, /pseudo-terminal bridged by socat \(pid 77\)/);
+});
