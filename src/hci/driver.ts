@@ -225,6 +225,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private infoValue: ControllerInfo | undefined;
   private initPromise: Promise<ControllerInfo> | undefined;
   private reinitRunning = false;
+  /** Disconnection reason reported for connections dropped by the next bring-up (a fault: 0x03). */
+  private faultReason: number | undefined;
 
   // Commands
   private credits = 1;
@@ -547,7 +549,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   /**
    * Brings the controller up and resolves with what it learned. Concurrent calls share one run.
-   * Running it again re-initialises: connections are dropped (with 'disconnected' events), pending
+   * Running it again re-initialises: connections are dropped (with 'disconnected' events, reason
+   * 0x16 for a re-initialisation asked for, 0x03 Hardware Failure after a controller fault), pending
    * commands and ACL sends rejected.
    */
   init(): Promise<ControllerInfo> {
@@ -580,10 +583,12 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private async runInit(): Promise<ControllerInfo> {
     if (this.stateValue === 'closed') throw new HciError(undefined, Commands.Reset.opcode, { kind: 'closed', port: this.port });
     const reinit = this.infoValue !== undefined || this.conns.size > 0;
+    const dropReason = this.faultReason ?? HciStatus.ConnectionTerminatedByLocalHost;
+    this.faultReason = undefined;
     this.stateValue = 'initialising';
     this.dropEverything(
       reinit,
-      HciStatus.HardwareFailure,
+      dropReason,
       new HciError(undefined, 0, { kind: 'reset', port: this.port, message: `abandoned: the controller on ${this.port} is being re-initialised` }),
     );
     try {
@@ -823,6 +828,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       return;
     }
     this.reinitRunning = true;
+    this.faultReason = HciStatus.HardwareFailure;
     this.log.warn(`re-initialising the controller on ${this.port} after ${why}`);
     this.init().then(
       (info) => {
@@ -877,7 +883,11 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private writePacket(pkt: Uint8Array): Promise<void> {
     this.tracePacket('sent', pkt);
-    return this.transport.write(pkt);
+    try {
+      return this.transport.write(pkt);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private tracePacket(dir: PacketDirection, pkt: Uint8Array): void {

@@ -211,3 +211,19 @@ test('commands issued before bring-up wait for it and then go out after it', asy
   assert.equal(rig.ctrl.commandNames[0], 'Reset');
   await rig.stop();
 });
+
+test('close() detaches from the transport, rejects what is pending and leaves no timer behind', async () => {
+  const rig = makeRig();
+  await rig.hci.init();
+  rig.ctrl.on('LeRand', () => 'silent');
+  const p = rig.hci.command('LeRand', {}).catch((e: unknown) => e);
+  await settle();
+  assert.ok(rig.clock.pendingCount > 0, 'the command timeout is armed');
+  rig.hci.close();
+  const e = await p;
+  assert.ok(e instanceof HciError && e.kind === 'closed', String(e));
+  assert.equal(rig.clock.pendingCount, 0);
+  assert.equal(rig.host.listenerCount('data'), 0);
+  assert.equal(rig.host.isOpen, true, 'the transport belongs to its owner');
+  await rig.stop();
+});

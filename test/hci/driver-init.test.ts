@@ -277,3 +277,19 @@ test('a controller that hangs after an assert: re-initialisation fails with rein
   assert.equal(rig.hci.state, 'failed');
   await rig.stop();
 });
+
+test('calling init() again re-initialises on purpose: connections end with 0x16, commands queued meanwhile run after it', async () => {
+  const rig = makeRig();
+  await rig.hci.init();
+  await rig.ctrl.connect({ handle: 0x0040 });
+  await settle();
+  const gone = rig.hci.wait('disconnected');
+  const again = rig.hci.init();
+  const during = rig.hci.command('LeRand', {});
+  const [, reason] = await gone;
+  assert.equal(reason, 0x16);
+  await again;
+  await during;
+  assert.equal(rig.ctrl.commandNames.at(-1), 'LeRand', 'the command waited for the bring-up to finish');
+  await rig.stop();
+});
