@@ -1,0 +1,135 @@
+/**
+ * The `wearable-host` command line (commander). `bin/wearable-host` calls {@link main}.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, Option, CommanderError } from 'commander';
+import { WearableHostError } from '../util/errors.js';
+import { registerBondsCommand } from './bonds-command.js';
+import { registerSimControllerCommand } from './sim-controller-command.js';
+import { registerDoctorCommand } from './doctor.js';
+import { registerDiagnoseCommand } from './diagnose-command.js';
+import { registerInfoCommand } from './info-command.js';
+import { LOG_LEVELS, IO_CAPABILITY_NAMES, parseIntOption, type MainCliOptions } from './options.js';
+import { addPortOptions, makeLogger } from './common.js';
+import { openPort, parseWearableSettings, startWearable } from './run-wearable.js';
+import { runSimCommand } from './sim-main.js';
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('wearable-host')
+    .description(
+      'Bluetooth LE host for a displayless wearable on an nRF5340-DK running Zephyr hci_uart. ' +
+        'With --port it runs the wearable on the DK; with --sim (the default without --port) it runs against ' +
+        'an in-process virtual controller with simulated iOS and Android phones.',
+    )
+    .version(packageVersion())
+    .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions();
+  addPortOptions(program, 'the DK\'s serial port (/dev/serial/by-id/..., /dev/ttyACM0) or tcp://host:port');
+  program
+    .option('--sim', 'run against the embedded virtual controller and simulated phones (default without --port)')
+    .addOption(new Option('--profile <phone>', 'with --sim: the simulated phone').choices(['ios', 'android']))
+    .option('--scenario <name>', 'with --sim: run one named scenario (see `--scenario list`)')
+    .option('--seed <seed>', 'with --sim: seed for a reproducible run')
+    .option('--name <name>', 'complete local name advertised and in the GAP Device Name', 'Noira Band')
+    .option('--btsnoop <file>', 'record every HCI packet to a btsnoop file (Wireshark, tshark, btmon -r)')
+    .option('--bonds <file>', 'bond store (JSON); default $XDG_STATE_HOME/wearable-host/bonds.json')
+    .option('--max-bonds <n>', 'bonds kept; the least recently seen is evicted when a new peer pairs', '16')
+    .option('--gatt <file>', 'serve the GATT database described in this JSON file instead of the wearable profile')
+    .option('--mtu <n>', 'largest ATT_MTU offered (23..517)', '517')
+    .addOption(
+      new Option('--security-request <mode>', 'when to send an SMP Security Request: never (Apple\'s guidance), on-connect, after-att-rejection')
+        .choices(['never', 'on-connect', 'after-att-rejection'])
+        .default('never'),
+    )
+    .option('--security-request-delay <ms>', 'delay before the Security Request', '0')
+    .addOption(new Option('--repair <policy>', 'a bonded peer pairs again (phone forgot us): reject (0x03) or replace after success').choices(['reject', 'replace']).default('reject'))
+    .option('--pairing-window <seconds>', 'accept new pairings only during the first N seconds after start')
+    .option('--min-key-size <n>', 'shortest encryption key accepted (7..16)', '16')
+    .addOption(new Option('--io-capability <cap>', 'SMP IO capability (no-input-no-output gives Just Works, level 2)').choices(IO_CAPABILITY_NAMES).default('no-input-no-output'))
+    .option('--allow-debug-keys', 'accept peers using the spec\'s debug P-256 key (sniffable pairing; never in the field)')
+    .option('--mix-controller-rng', 'mix the controller\'s LE Rand (TRNG) output into the OS CSPRNG')
+    .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')
+    .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
+    .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)')
+    .action(async (opts: MainCliOptions) => {
+      if (opts.port === undefined || opts.sim) {
+        if (opts.port !== undefined) throw new WearableHostError('cli', '--sim and --port exclude each other: pick the virtual controller or the DK');
+        process.exitCode = await runSimCommand(opts);
+        return;
+      }
+      await runOnPort(opts);
+    });
+  registerInfoCommand(program);
+  registerBondsCommand(program);
+  registerDiagnoseCommand(program);
+  registerDoctorCommand(program);
+  registerSimControllerCommand(program);
+  return program;
+}
+
+/** Runs the wearable on a DK until Ctrl-C or the port is lost. */
+async function runOnPort(opts: MainCliOptions): Promise<void> {
+  const log = makeLogger(opts.logLevel, opts.logJson);
+  const settings = parseWearableSettings(opts);
+  const port = opts.port as string;
+  const transport = await openPort(port, {
+    baud: parseIntOption('--baud', opts.baud, 1200, 12_000_000),
+    rtscts: opts.rtscts,
+    chunkSize: parseIntOption('--chunk-size', opts.chunkSize, 1, 4096),
+    log,
+  });
+  const session = await startWearable({ settings, transport, log });
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (why: string, code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${why}: stopping (advertising off, disconnecting, closing ${port})`);
+      session
+        .close()
+        .catch((err: unknown) => log.warn({ err }, 'shutdown was not clean'))
+        .finally(() => {
+          process.off('SIGINT', onInt);
+          process.off('SIGTERM', onTerm);
+          if (code) process.exitCode = code;
+          resolve();
+        });
+    };
+    const onInt = (): void => stop('Ctrl-C', 0);
+    const onTerm = (): void => stop('SIGTERM', 0);
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    session.peripheral.on('fatal', () => stop('controller lost', 1));
+  });
+}
+
+/**
+ * Runs the CLI with `argv` (as process.argv). Returns the exit code; errors are printed as one
+ * message that names what failed and what to try.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    const code = err instanceof WearableHostError && 'exitCode' in err && typeof err.exitCode === 'number' ? err.exitCode : 1;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`wearable-host: ${message}\n`);
+    if (process.env['WEARABLE_HOST_DEBUG'] && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return code;
+  }
+}
