@@ -191,15 +191,20 @@ export function connectionReport(timeline: Timeline, conn: ConnectionRecord, fin
 export interface DiagnoseOptions {
   readonly rules?: readonly RuleDef[];
   readonly source?: ReportSource;
+  /**
+   * Live use: the clock's time. Open connections are then judged as still going (time-based rules
+   * wait); without it the capture is complete and judged as of its last packet.
+   */
+  readonly now?: number;
 }
 
 /** Diagnoses a whole capture: every connection, every rule, as of the end of the capture. */
 export function diagnose(timeline: Timeline, opts: DiagnoseOptions = {}): Report {
-  const now = timeline.lastTime ?? 0;
+  const now = opts.now ?? timeline.lastTime ?? 0;
   const connections: ConnectionReport[] = [];
   const all: Finding[] = [];
   for (const conn of timeline.connections) {
-    const findings = evaluateConnection(timeline, conn, { now, final: true, ...(opts.rules ? { rules: opts.rules } : {}) });
+    const findings = evaluateConnection(timeline, conn, { now, ...(opts.now === undefined ? { final: true } : {}), ...(opts.rules ? { rules: opts.rules } : {}) });
     all.push(...findings);
     connections.push(connectionReport(timeline, conn, findings));
   }

@@ -84,7 +84,7 @@ export class LiveDiagnoser extends TypedEmitter<LiveDiagnoserEvents> {
 
   /** A report of everything so far (open connections evaluated as of now). */
   report(): Report {
-    return diagnose(this.builder.timeline(), { rules: this.rules });
+    return diagnose(this.builder.timeline(), { rules: this.rules, now: this.clock.now() });
   }
 
   /** Cancels the timers; later packets are ignored. */

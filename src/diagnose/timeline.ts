@@ -332,12 +332,15 @@ export class TimelineBuilder {
   }
 
   /**
-   * Drops the events of an ended connection (its record stays, with an empty event list). Live
-   * use: bounds memory over a long session. Rules then see it as a connection with no history.
+   * Drops the ATT traffic of an ended connection, keeping what tells its security story (SMP, LTK,
+   * encryption, ATT errors, ...). Live use: bounds memory over a long session.
    */
   forget(connId: number): void {
     const c = this.connections[connId - 1];
-    if (c && c.end !== undefined) c.events.length = 0;
+    if (!c || c.end === undefined) return;
+    const kept = c.events.filter((e) => e.kind !== 'att' || e.pdu.type === 'errorResponse');
+    c.events.length = 0;
+    c.events.push(...kept);
   }
 
   /** The connection on `handle`; traffic on a handle whose LE Connection Complete was not captured opens one. */

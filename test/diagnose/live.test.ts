@@ -1,0 +1,149 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { VirtualClock } from '../../src/util/clock.js';
+import { LiveDiagnoser } from '../../src/diagnose/live.js';
+import type { Finding } from '../../src/diagnose/diagnose.js';
+import { IOS, PHONE_IDENTITY, PHONE_RPA_1, Scenario, T0, cleanPairingThenReconnection, type Recorded } from './builders.js';
+
+/** Feeds recorded packets at the clock's current time; returns the findings they fired. */
+function feedAll(d: LiveDiagnoser, records: readonly Recorded[]): Finding[] {
+  const out: Finding[] = [];
+  for (const r of records) out.push(...d.feed(r.direction, r.h4));
+  return out;
+}
+
+function collect(d: LiveDiagnoser): Finding[] {
+  const got: Finding[] = [];
+  d.on('finding', (f) => got.push(f));
+  return got;
+}
+
+test('live: "Security Request sent 10 s ago" fires from the clock alone, once, ten seconds after the request', async () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock });
+  const got = collect(d);
+  const s = new Scenario('accessory');
+  s.connect();
+  s.smp('accessory', { type: 'securityRequest', authReq: 0x0d });
+  s.mtu(185);
+  assert.deepEqual(feedAll(d, s.records), []);
+  await clock.advance(9_999);
+  assert.equal(got.length, 0);
+  await clock.advance(1);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]?.rule, 'security-request-ignored');
+  assert.match(got[0]?.detail ?? '', /^Security Request sent 10 s ago; the phone has not started pairing\. The phone made no ATT request after it/);
+  assert.deepEqual(got[0]?.evidence.map((e) => e.number), [2]);
+  // More traffic and the disconnection do not repeat it.
+  const more = new Scenario('accessory');
+  more.att('phone', { type: 'readRequest', handle: 5 });
+  more.disconnect(0x13);
+  feedAll(d, more.records);
+  await clock.advance(60_000);
+  assert.equal(got.length, 1);
+  d.stop();
+  assert.equal(clock.pendingCount, 0);
+});
+
+test('live: a stale bond is reported on the very packet that shows it (the LTK negative reply)', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock });
+  const s = new Scenario('accessory');
+  s.connect();
+  s.startEncryption();
+  const fired: Finding[][] = s.records.map(() => []);
+  s.ltkReply(false);
+  s.records.forEach((r, i) => {
+    fired[i] = d.feed(r.direction, r.h4);
+  });
+  assert.deepEqual(fired.map((f) => f.map((x) => x.rule)), [[], [], ['phone-kept-stale-bond'], []]);
+  d.stop();
+});
+
+test('live: an unanswered pairing is reported when the 30 s SMP timeout passes, and findings are logged at warn level', async () => {
+  const clock = new VirtualClock(T0);
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
+  const d = new LiveDiagnoser({ clock, log: pino({ level: 'warn' }, sink) });
+  const got = collect(d);
+  const s = new Scenario('accessory');
+  s.connect();
+  s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+  s.smp('accessory', { type: 'pairingResponse', ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 3, responderKeyDist: 3 });
+  feedAll(d, s.records);
+  await clock.advance(29_000);
+  assert.equal(got.length, 0);
+  await clock.advance(1_000);
+  assert.deepEqual(got.map((f) => f.rule), ['pairing-cancelled']);
+  assert.match(got[0]?.detail ?? '', /beyond the 30 s SMP timeout/);
+  assert.equal(lines.length, 1);
+  const logged = JSON.parse(lines[0] ?? '{}') as { level: number; rule: string; msg: string };
+  assert.equal(logged.level, 40);
+  assert.equal(logged.rule, 'pairing-cancelled');
+  assert.match(logged.msg, /^diagnosis: Pairing cancelled on the phone or the prompt timed out/);
+  d.stop();
+});
+
+test('live: a clean pairing and reconnection fed packet by packet raise nothing and leave no timer behind', async () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock });
+  const got = collect(d);
+  const s = cleanPairingThenReconnection('accessory');
+  for (const r of s.records) {
+    await clock.advance(Math.max(0, r.time - clock.now()));
+    d.trace(r.direction === 'host->controller' ? 'tx' : 'rx', r.h4);
+  }
+  await clock.advance(120_000);
+  assert.deepEqual(got, []);
+  assert.equal(clock.pendingCount, 0);
+  assert.equal(d.report().connections.length, 2);
+  d.stop();
+});
+
+test('live: with the bond store as resolver, 0x05 to a phone it resolves is reported as an unresolved address', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, resolveAddress: (a) => (a.address === PHONE_RPA_1.address ? PHONE_IDENTITY : undefined) });
+  const s = new Scenario('accessory');
+  s.connect({ phone: PHONE_RPA_1 });
+  s.protectedRead(0x05);
+  const fired = feedAll(d, s.records);
+  assert.deepEqual(fired.map((f) => f.rule), ['rpa-not-resolved']);
+  assert.match(fired[0]?.detail ?? '', /with the host's bond store/);
+  d.stop();
+});
+
+test('live: ended connections beyond the retention limit lose their ATT traffic (bounded memory), not their security story', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, keepEndedConnections: 1 });
+  for (let i = 0; i < 3; i++) {
+    const s = new Scenario('accessory');
+    s.connect();
+    s.mtu(185);
+    s.startEncryption();
+    s.ltkReply(false);
+    s.disconnect(0x13);
+    feedAll(d, s.records);
+  }
+  const r = d.report();
+  assert.deepEqual(r.connections.map((c) => c.security.outcome), ['encryption-failed', 'encryption-failed', 'encryption-failed']);
+  assert.deepEqual(r.connections.map((c) => c.phone !== undefined), [false, false, true]);
+  assert.equal(d.findings().length, 3);
+  d.stop();
+});
+
+test('live: packets after stop() are ignored', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock });
+  d.stop();
+  const s = new Scenario('accessory');
+  s.connect();
+  assert.deepEqual(feedAll(d, s.records), []);
+  assert.equal(d.report().connections.length, 0);
+});
