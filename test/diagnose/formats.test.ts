@@ -1,5 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { readCapture, detectFormat } from '../../src/diagnose/formats/index.js';
 import { readPklg, encodePklg } from '../../src/diagnose/formats/pklg.js';
 import { readPinoLog } from '../../src/diagnose/formats/pino.js';
@@ -7,7 +11,7 @@ import { CaptureFormatError, type Capture } from '../../src/diagnose/capture.js'
 import { buildTimeline } from '../../src/diagnose/timeline.js';
 import { diagnose } from '../../src/diagnose/diagnose.js';
 import { concatBytes, toHex } from '../../src/util/bytes.js';
-import { Scenario, T0 } from './builders.js';
+import { Scenario, T0, cleanFirstPairing } from './builders.js';
 
 /** A short failing capture: stale bond (LTK negative reply) on the accessory. */
 function staleBond(side: 'accessory' | 'phone' = 'accessory'): Scenario {
@@ -172,4 +176,39 @@ test('an unknown file is an error at offset 0 that lists the supported formats',
 test('--format forces a reader: a JSON log read as btsnoop fails at offset 0', () => {
   const bytes = staleBond().jsonLog();
   throwsAt(() => readCapture(bytes, { format: 'btsnoop' }), { offset: 0 }, /not a btsnoop file: bad magic at offset 0/);
+});
+
+test('pklg (both byte orders) and btsnoop files we write are read by Wireshark (tshark) with the same frame numbers, times and SMP PDUs', (t) => {
+  const which = spawnSync('tshark', ['--version'], { encoding: 'utf8' });
+  if (which.status !== 0) {
+    t.skip('tshark not installed');
+    return;
+  }
+  const s = cleanFirstPairing('phone');
+  const dir = mkdtempSync(join(tmpdir(), 'wh-pklg-'));
+  try {
+    const files: [string, Uint8Array][] = [
+      ['be.pklg', s.pklg('big', true)],
+      ['le.pklg', s.pklg('little', true)],
+      ['x.btsnoop', s.btsnoop()],
+    ];
+    for (const [name, bytes] of files) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const r = spawnSync('tshark', ['-r', path, '-T', 'fields', '-e', 'frame.number', '-e', 'frame.time_epoch', '-e', 'btsmp.opcode'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const rows = r.stdout.trim().split('\n').map((l) => l.split('\t'));
+      const ours = readCapture(bytes, { fileName: name });
+      const smpFrames = buildTimeline(ours.packets).events.filter((e) => e.kind === 'smp').map((e) => [e.at.number, e.kind === 'smp' ? e.pdu.type : '']);
+      const theirs = rows.filter((row) => (row[2] ?? '') !== '').map((row) => Number(row[0]));
+      assert.deepEqual(smpFrames.map((x) => x[0]), theirs, name);
+      for (const p of ours.packets) {
+        const row = rows[p.number - 1];
+        assert.ok(row, `${name}: frame ${p.number}`);
+        assert.ok(Math.abs(Number(row[1]) * 1000 - p.time) < 0.01, `${name}: time of frame ${p.number}`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
