@@ -23,7 +23,7 @@ export function describeEvent(e: TimelineEvent): string {
     case 'advertising':
       return `advertising ${e.enabled ? 'on' : 'off'}`;
     case 'connection':
-      return `LE Connection Complete: ${e.localRole === 'peripheral' ? 'the capturing device is the peripheral' : 'the capturing device is the central'}, peer ${addressText(e.peer.onAir)}${e.peer.identity && e.peer.identitySource !== 'address' ? `, identity ${e.peer.identity.address} (${e.peer.identitySource})` : ''}`;
+      return `LE Connection Complete: ${e.localRole === 'peripheral' ? 'the capturing device is the peripheral' : 'the capturing device is the central'}, peer ${addressText(e.peer.onAir)}${e.peer.identity && e.peer.identitySource !== 'address' && e.peer.identitySource !== 'pairing' ? `, identity ${e.peer.identity.address}` : ''}`;
     case 'connectionFailed':
       return `connection attempt failed (${hciStatusName(e.status)})`;
     case 'disconnection':

@@ -230,6 +230,14 @@ export function reportToJson(report: Report): string {
 
 // ---- text ----
 
+const IDENTITY_SOURCE_TEXT: Record<IdentitySource, string> = {
+  address: 'its address',
+  controller: "resolved by the controller's resolving list",
+  resolver: "resolved with the host's bond store",
+  'trace-irk': 'resolved with an IRK seen earlier in this capture',
+  pairing: 'from its Identity Address Information',
+};
+
 const SEVERITY_LABEL: Record<Severity, string> = { error: 'PROBLEM', warning: 'WARNING', hint: 'NOTE' };
 const FIX_LABEL: Record<Fix['where'], string> = { phone: 'On the phone', firmware: 'In the firmware configuration', 'wearable-host': 'In wearable-host' };
 
@@ -289,7 +297,7 @@ export function renderReport(report: Report): string {
   for (const c of report.connections) {
     out.push('');
     const peer = c.peer
-      ? `${c.capturedOn === 'phone' ? 'accessory' : 'phone'} ${c.peer.address} (${c.peer.type}${c.peer.resolvablePrivate ? ', resolvable private' : ''})${c.peer.identity ? `, identity ${c.peer.identity.address} (${c.peer.identity.type}, from ${c.peer.identitySource})` : c.peer.resolvablePrivate ? ', not resolved' : ''}`
+      ? `${c.capturedOn === 'phone' ? 'accessory' : 'phone'} ${c.peer.address} (${c.peer.type}${c.peer.resolvablePrivate ? ', resolvable private' : ''})${c.peer.identity ? `, identity ${c.peer.identity.address} (${c.peer.identity.type}, ${c.peer.identitySource ? IDENTITY_SOURCE_TEXT[c.peer.identitySource] : 'known'})` : c.peer.resolvablePrivate ? ', not resolved' : ''}`
       : 'peer unknown (connected before the capture started)';
     out.push(`Connection ${c.id} (handle 0x${c.handle.toString(16).padStart(4, '0')})${c.start ? ` at ${packetRef(c.start)}` : ''}: ${peer}`);
     if (c.end) out.push(`  Ended at ${packetRef(c.end)}${c.disconnectReason ? `: ${c.disconnectReason.text}` : ''}`);

@@ -5,8 +5,8 @@
  *
  * Integration: `const d = new LiveDiagnoser({ clock, log, resolveAddress: (a) => bonds.resolve(a)?.peer,
  * serviceChangedHandle })`, then `hci.onPacketTrace((dir, h4) => d.trace(dir, h4))` (dir 'tx' = to
- * the controller), `d.on('finding', f => ...)`, and `d.stop()` on shutdown. Each finding is also
- * logged at warn level with its text.
+ * the controller), `d.on('finding', f => ...)`, and `d.stop()` on shutdown. Telling the user is the
+ * listener's job; the diagnoser itself logs each finding only as a structured debug line.
  */
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
@@ -121,7 +121,7 @@ export class LiveDiagnoser extends TypedEmitter<LiveDiagnoserEvents> {
     this.schedule(id, conn.end === undefined ? wake : undefined);
     if (conn.end !== undefined) this.retire(id);
     for (const f of fresh) {
-      this.log?.warn({ rule: f.rule, connection: f.connection, evidence: f.evidence.map((e) => e.number) }, `diagnosis: ${f.title}${f.detail ? `: ${f.detail}` : ''} Fix: ${f.fixes.map((x) => x.text).join(' ')}`);
+      this.log?.debug({ rule: f.rule, connection: f.connection, evidence: f.evidence.map((e) => e.number) }, `diagnosis: ${f.title}`);
       this.emit('finding', f);
     }
     return fresh;

@@ -151,7 +151,7 @@ const securityRequestIgnored: RuleDef = {
     'iOS then pairs and shows the Pair prompt. Apps cannot start pairing on iOS.',
   fixes: [
     { where: 'wearable-host', text: `Let a protected characteristic trigger pairing: ${OPTION.securityRequest} after-att-rejection (or never), and make sure the characteristics the app uses require encryption, so the phone's first access gets 0x05 Insufficient Authentication.` },
-    { where: 'phone', text: 'Open the app (or a GATT browser such as nRF Connect) and read or write a protected characteristic: iOS shows the pairing prompt then. Pairing from Settings > Bluetooth alone may not start it.' },
+    { where: 'phone', text: 'Open the app (or a GATT browser such as nRF Connect or LightBlue) and read or write a protected characteristic: that access is what makes iOS pair and show the prompt.' },
   ],
   sources: ['Apple ADG 2022 sec. 40.10', 'Nordic DevZone 86794, 72912, 66416', 'REFERENCE.md: Security Request row (zephyr devel list, google/bumble #498)'],
   match(ctx) {
@@ -334,8 +334,8 @@ const pairingCancelled: RuleDef = {
   title: 'Pairing cancelled on the phone or the prompt timed out',
   severity: 'warning',
   cause:
-    'Pairing started and the phone gave up: it sent Pairing Failed (0x08 Unspecified Reason is what a phone sends when the user taps Cancel or dismisses the prompt; 0x01/0x0C when passkey or comparison is refused), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
-    'On iOS the Just Works "Pair / Cancel" alert must be answered; if the app is in the background the alert can be missed.',
+    'Pairing started and the phone gave up: it sent Pairing Failed (0x08 Unspecified Reason when the user cancels or dismisses the prompt; 0x01 or 0x0C when passkey entry or the comparison is refused), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
+    'On iOS the Just Works pairing needs the user to answer the system "Pair / Cancel" alert.',
   fixes: [
     { where: 'phone', text: 'Pair again and tap "Pair" on the prompt within 30 seconds, with the phone unlocked. If no prompt appears at all, check that the phone does not still hold an old bond (Forget This Device).' },
   ],
@@ -443,7 +443,7 @@ const serviceChangedBeforeEncryption: RuleDef = {
   title: 'Service Changed indicated before encryption on a bonded reconnection',
   severity: 'warning',
   cause:
-    'On a reconnection of a bonded phone the accessory indicated Service Changed before the link was encrypted. iOS only trusts and confirms it on the encrypted link; one report saw iOS drop the link 30 s later (the ATT transaction timeout).',
+    'On a reconnection of a bonded phone the accessory indicated Service Changed before the link was encrypted. One report saw iOS drop the link 30 s later, consistent with the indication never being confirmed (the ATT transaction timeout is 30 s, Core 5.4 Vol 3 Part F 3.3.3). For a bonded client it belongs on the encrypted link.',
   fixes: [
     { where: 'wearable-host', text: 'Send Service Changed to a bonded client only once the link is encrypted with its key. If this capture comes from wearable-host, report it as a bug with the capture.' },
   ],

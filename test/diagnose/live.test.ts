@@ -62,7 +62,7 @@ test('live: a stale bond is reported on the very packet that shows it (the LTK n
   d.stop();
 });
 
-test('live: an unanswered pairing is reported when the 30 s SMP timeout passes, and findings are logged at warn level', async () => {
+test('live: an unanswered pairing is reported when the 30 s SMP timeout passes, and each finding is logged once as a structured debug line', async () => {
   const clock = new VirtualClock(T0);
   const lines: string[] = [];
   const sink = new Writable({
@@ -71,7 +71,7 @@ test('live: an unanswered pairing is reported when the 30 s SMP timeout passes, 
       cb();
     },
   });
-  const d = new LiveDiagnoser({ clock, log: pino({ level: 'warn' }, sink) });
+  const d = new LiveDiagnoser({ clock, log: pino({ level: 'debug' }, sink) });
   const got = collect(d);
   const s = new Scenario('accessory');
   s.connect();
@@ -84,10 +84,11 @@ test('live: an unanswered pairing is reported when the 30 s SMP timeout passes, 
   assert.deepEqual(got.map((f) => f.rule), ['pairing-cancelled']);
   assert.match(got[0]?.detail ?? '', /beyond the 30 s SMP timeout/);
   assert.equal(lines.length, 1);
-  const logged = JSON.parse(lines[0] ?? '{}') as { level: number; rule: string; msg: string };
-  assert.equal(logged.level, 40);
+  const logged = JSON.parse(lines[0] ?? '{}') as { level: number; rule: string; msg: string; evidence: number[] };
+  assert.equal(logged.level, 20);
   assert.equal(logged.rule, 'pairing-cancelled');
-  assert.match(logged.msg, /^diagnosis: Pairing cancelled on the phone or the prompt timed out/);
+  assert.deepEqual(logged.evidence, [2, 3]);
+  assert.equal(logged.msg, 'diagnosis: Pairing cancelled on the phone or the prompt timed out');
   d.stop();
 });
 
