@@ -206,6 +206,8 @@ export interface CharacteristicDefinition {
 }
 
 export interface ServiceDefinition {
+  /** Where this definition came from, used in error messages (default `services[i]`; a JSON file gives its own path). */
+  readonly path?: string;
   readonly uuid: UuidLike;
   readonly id?: string;
   /** Default true. */
@@ -599,7 +601,7 @@ export function buildGattDatabase(def: GattDatabaseDefinition): GattDatabase {
   if (def.gap !== false) planned.push({ def: gapServiceDefinition(def.gap ?? {}), path: 'gap', count: 0, start: 0 });
   if (def.gattService !== false) planned.push({ def: gattServiceDefinition(), path: 'gatt', specialKinds: GATT_SPECIAL, count: 0, start: 0 });
   if (!isArray(def.services)) throw new GattDefinitionError('services', 'expected an array of services');
-  def.services.forEach((s, i) => planned.push({ def: s, path: `services[${i}]`, count: 0, start: 0 }));
+  def.services.forEach((s, i) => planned.push({ def: s, path: s.path ?? `services[${i}]`, count: 0, start: 0 }));
 
   // Ids must be unique across services, characteristics and descriptors.
   const ids = new Map<string, string>();

@@ -132,6 +132,7 @@ export class WearableProfile extends TypedEmitter<WearableProfileEvents> {
       {
         uuid: GattUuid.heartRate,
         id: 'hrs',
+        path: 'wearable profile (hrs)',
         characteristics: [
           // The CCCD needs encryption: subscribing is what makes a phone pair (0x05 -> pairing).
           { uuid: GattUuid.heartRateMeasurement, id: 'hrs.measurement', properties: ['notify'], cccd: { write: 'encrypted' } },
@@ -154,11 +155,13 @@ export class WearableProfile extends TypedEmitter<WearableProfileEvents> {
       {
         uuid: GattUuid.battery,
         id: 'bas',
+        path: 'wearable profile (bas)',
         characteristics: [{ uuid: GattUuid.batteryLevel, id: 'bas.level', properties: ['read', 'notify'], value: Uint8Array.of(this._battery), fixedLength: true }],
       },
       {
         uuid: GattUuid.deviceInformation,
         id: 'dis',
+        path: 'wearable profile (dis)',
         characteristics: [
           { uuid: GattUuid.manufacturerNameString, id: 'dis.manufacturer', properties: ['read'], value: opts.manufacturer ?? 'wearable-host' },
           { uuid: GattUuid.modelNumberString, id: 'dis.model', properties: ['read'], value: opts.model ?? 'WH-1' },
@@ -168,6 +171,7 @@ export class WearableProfile extends TypedEmitter<WearableProfileEvents> {
       {
         uuid: HealthUuid.service,
         id: 'health',
+        path: 'wearable profile (health)',
         characteristics: [
           {
             uuid: HealthUuid.record,
