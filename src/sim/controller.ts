@@ -570,7 +570,6 @@ export class VirtualController {
     this.suggestedTxOctets = 27;
     this.suggestedTxTime = 328;
     this.defaultPhy = { allPhys: 0x03, txPhys: 0x03, rxPhys: 0x03 };
-    this.framer?.reset();
   }
 
   private buildHandlers(): HandlerTable {
