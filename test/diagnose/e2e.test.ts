@@ -21,7 +21,7 @@ import { silentLogger } from '../../src/util/log.js';
 import { addressTypeToByte } from '../../src/util/address.js';
 import type { CapturedPacket } from '../../src/diagnose/capture.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
-import { diagnose, type Finding } from '../../src/diagnose/diagnose.js';
+import { diagnose, renderReport, type Finding } from '../../src/diagnose/diagnose.js';
 import { LiveDiagnoser } from '../../src/diagnose/live.js';
 
 const log = silentLogger();
@@ -164,6 +164,7 @@ test('real stack: the accessory lost its bond; the phone encrypts with its old k
   assert.deepEqual(acc.findings.map((f) => [f.rule, f.connection]), [['phone-kept-stale-bond', 2]]);
   assert.match(acc.findings[0]?.evidence[1]?.what ?? '', /Negative Reply/);
   const ph = diagnose(buildTimeline(w.phone.packets));
+  if (process.env.SHOW_REPORT) console.log(renderReport(ph), renderReport(acc));
   assert.deepEqual(ph.findings.map((f) => [f.rule, f.connection]), [['phone-kept-stale-bond', 2]]);
   assert.deepEqual(fired.map((f) => f.rule), ['phone-kept-stale-bond']);
   await close(w);
