@@ -225,6 +225,11 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     }
     const pdu = r.pdu;
     if (this.log.isLevelEnabled('debug')) this.log.debug({ dir: 'rx', pdu: formatAttPdu(pdu) }, 'ATT');
+    if (bytes.length > this._mtu) {
+      // No ATT PDU may exceed ATT_MTU (Core 5.4 Vol 3 Part F 3.2.8): a request that does is invalid.
+      this.onUndecodable(bytes, r.spec.opcode, 'invalid', `${r.spec.name} is ${bytes.length} bytes, longer than ATT_MTU ${this._mtu}`);
+      return;
+    }
     switch (r.spec.kind) {
       case 'request':
         this.onRequest(pdu as AttRequest, bytes);

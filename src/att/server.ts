@@ -182,8 +182,10 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     const bond = this.bond();
     if (bond) {
       this.clientFeatures = bond.gatt.clientFeatures & CLIENT_FEATURES_DEFINED;
+      // An unknown last-seen hash (bond older than caching) counts as aware; a matching hash
+      // explicitly marked change-unaware (e.g. by the application after a change) does not.
       const seen = bond.gatt.databaseHash;
-      this._changeAware = seen === undefined || seen === this.db.hashHex;
+      this._changeAware = seen === undefined || (seen === this.db.hashHex && bond.gatt.changeAware !== false);
     }
     if (this.lower.security.encrypted) this.onSecurityChanged();
   }

@@ -259,3 +259,13 @@ test('as a client: requests go one at a time, responses resolve them, an unanswe
   await clock.advance(30_000);
   await r3;
 });
+
+test('a request longer than ATT_MTU is an Invalid PDU; a command longer than ATT_MTU is ignored', async () => {
+  const { lower, bearer, handler } = setup(517);
+  assert.equal(await exchange(bearer, lower, `12 0300 ${'00'.repeat(21)}`), '0112000004');
+  assert.equal(await exchange(bearer, lower, `52 0300 ${'00'.repeat(21)}`), '');
+  assert.equal(await exchange(bearer, lower, `12 0300 ${'00'.repeat(20)}`), '13');
+  assert.deepEqual(handler.log, ['req:writeRequest']);
+  await exchange(bearer, lower, '02 0502');
+  assert.equal(await exchange(bearer, lower, `12 0300 ${'00'.repeat(21)}`), '13');
+});
