@@ -13,6 +13,10 @@
  * Predicates must not fire on a clean first pairing (Security Request or 0x05, Pairing Request,
  * encryption) nor on a clean bonded reconnection (LTK request answered, encrypted, protected read
  * served); test/diagnose proves both for every rule.
+ *
+ * Adding a rule: write a {@link RuleDef} (its predicate reads {@link RuleContext}: the connection's
+ * events, its security summary, earlier connections of the same peer), add it to {@link RULES}, and
+ * add a capture that makes it fire to test/diagnose/rules.test.ts.
  */
 import { hciStatusName } from '../hci/status.js';
 import { SmpReason, smpReasonName } from '../smp/pdu.js';
@@ -242,6 +246,8 @@ const rpaNotResolved: RuleDef = {
     { where: 'phone', text: `As a workaround only: ${FORGET_ON_PHONE}` },
   ],
   sources: ['Apple ADG 2022 sec. 40.8', 'google/bumble #124', 'zephyr #23226', 'Core 5.4 Vol 3 Part H 2.2.2 (ah), Vol 6 Part B 1.3.2.3'],
+  // A new pairing the accessory accepted is deliberately not evidence here: with a re-pairing policy of
+  // 'replace' a correctly resolved phone that forgot the accessory looks the same on the wire.
   match(ctx) {
     const { conn, sec } = ctx;
     const peer = conn.peer;
