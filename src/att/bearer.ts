@@ -212,7 +212,11 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   // ---------------------------------------------------------------- input
 
-  /** One reassembled ATT PDU from L2CAP CID 0x0004. Never throws. */
+  /**
+   * One reassembled ATT PDU from L2CAP CID 0x0004. Never throws. The ATT layer owns the buffer
+   * from then on (decoded values are views into it, read after asynchronous handlers): pass a
+   * buffer the caller will not reuse.
+   */
   onPdu(bytes: Uint8Array): void {
     if (this.closedReason) {
       this.log.debug({ opcode: bytes[0], closed: this.closedReason }, 'ATT PDU on a closed bearer dropped');
@@ -333,13 +337,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
       if (r) this.awaitWork(r);
       return;
     }
-    // The raw buffer may be reused by the layer below once onPdu returns: keep a copy.
-    if (item.kind === 'pdu') {
-      const copy = item.raw.slice();
-      this.backlog.push({ kind: 'pdu', pdu: decodeAgain(copy), raw: copy });
-    } else {
-      this.backlog.push(item);
-    }
+    this.backlog.push(item);
     this.pump();
   }
 
@@ -649,13 +647,6 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     this.backlog.drain();
     this.emit('closed', reason);
   }
-}
-
-/** Decodes a private copy of a PDU that already decoded once, so the PDU's views point into the copy. */
-function decodeAgain(copy: Uint8Array): AttRequest | AttCommand {
-  const r = decodeAttPdu(copy);
-  if (!r.ok) throw new Error(`re-decoding a valid PDU failed: ${r.reason}`);
-  return r.pdu as AttRequest | AttCommand;
 }
 
 /** PDU kind from the opcode's table row, or from the Command Flag for unknown opcodes. */

@@ -275,7 +275,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
 
   // ---------------------------------------------------------------- inputs
 
-  /** One reassembled ATT PDU from L2CAP CID 0x0004. */
+  /** One reassembled ATT PDU from L2CAP CID 0x0004; the ATT layer owns the buffer from then on (see {@link AttBearer.onPdu}). */
   onPdu(bytes: Uint8Array): void {
     this.bearer.onPdu(bytes);
   }
