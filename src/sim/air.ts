@@ -9,7 +9,7 @@
  *   (Core 5.4 Vol 6 Part B 4.4.2.2.1), from the injected random source. All three channels count
  *   as one event; every scanning controller hears every event (no scan window duty cycle).
  * - A connection event carries data both ways: as many PDU exchanges as fit in the event length
- *   (7.5 ms by default, like the SoftDevice Controller's default event length) with PDU airtimes
+ *   (7.5 ms by default, the SoftDevice Controller's default maximum event length) with PDU airtimes
  *   from the PHY and payload size, or a fixed number if `maxPdusPerEvent` is set. Host ACL
  *   packets are cut into LL PDUs of the negotiated data length (27 until a Data Length Update);
  *   the receiving host gets each PDU as one ACL packet (PB 0b10 first, 0b01 continuation), and the

@@ -171,6 +171,20 @@ export function connectionParamsValid(p: {
   return p.timeout * 10 > (1 + p.latency) * p.intervalMax * 1.25 * 2;
 }
 
+/** Key material stays out of logs: LTKs, LE Encrypt keys, IRKs. */
+const SECRET_FIELDS: ReadonlySet<string> = new Set(['ltk', 'key', 'peerIrk', 'localIrk']);
+
+function redacted(params: object): object {
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(params)) {
+    if (SECRET_FIELDS.has(k) && v instanceof Uint8Array) {
+      out ??= { ...params };
+      out[k] = `<${v.length} bytes redacted>`;
+    }
+  }
+  return out ?? params;
+}
+
 function sha256(...parts: (string | Uint8Array)[]): Uint8Array {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
@@ -529,7 +543,7 @@ export class VirtualController {
       this.emit('CommandComplete', { numHciCommandPackets: 1, opcode: d.opcode, returnParameters: Uint8Array.of(HciStatus.UnknownHciCommand) });
       return;
     }
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ command: d.name, params: d.params }, 'command');
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ command: d.name, params: redacted(d.params) }, 'command');
     handler(d.params, d.opcode);
   }
 

@@ -339,3 +339,28 @@ test('a real host sequence encodes the same bytes the table does (encodeCommand 
     assert.equal(await host.exchange(toHex(body)), '040e0401312000');
     assert.equal(toHex(encodeWith(Commands.LeSetDefaultPhy.params, { allPhys: 0, txPhys: 3, rxPhys: 3 })), '000303');
   }));
+
+test('debug logs show decoded commands but never key material (LTK, LE Encrypt key, IRKs)', async () => {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../../src/util/log.js');
+  let text = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  const w = makeWorld(1, { controller: { log: createLogger({ level: 'debug', pretty: false, destination }) } });
+  try {
+    const host = w.hosts[0]!;
+    await host.exchange('01030c00');
+    await host.exchange('01 1a 20 12 0000 ' + 'a5'.repeat(16));
+    await host.exchange('01 17 20 20 ' + '5a'.repeat(16) + '00'.repeat(16));
+    await host.exchange('01 27 20 27 01 c6c5c4c3c2c1' + '3c'.repeat(16) + 'c3'.repeat(16));
+    assert.match(text, /LeLongTermKeyRequestReply/);
+    assert.match(text, /16 bytes redacted/);
+    for (const b of ['165', '90', '60', '195']) assert.doesNotMatch(text, new RegExp(`"0":${b},"1":${b}`), `byte ${b} of a key in the log`);
+  } finally {
+    w.close();
+  }
+});
