@@ -20,7 +20,10 @@ export async function runSimCommand(opts: MainCliOptions): Promise<number> {
   const bonds = opts.bonds ? undefined : new MemoryBondStore();
   const session = await startWearable({ settings, transport: host, log, clock, ...(bonds ? { bonds } : {}), simulateValues: true });
   await new Promise<void>((resolve) => {
+    // Virtual transports and unref'd timers hold no handle: keep the process alive until Ctrl-C.
+    const keepAlive = setInterval(() => undefined, 1 << 30);
     const stop = (): void => {
+      clearInterval(keepAlive);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       void session.close().finally(() => {

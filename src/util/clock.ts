@@ -133,11 +133,11 @@ export class VirtualClock implements Clock {
     while (!done()) {
       const p = this.popDue(limit);
       if (!p) {
-        // Nothing scheduled: give I/O a few turns before giving up.
+        // Nothing due before the limit: give I/O a few turns (it may schedule a timer) before giving up.
         let progressed = false;
         for (let i = 0; i < 5 && !done(); i++) {
           await settle();
-          if (this.pending.length > 0) {
+          if (this.pending.some((t) => t.at <= limit)) {
             progressed = true;
             break;
           }
