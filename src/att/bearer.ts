@@ -30,6 +30,7 @@ import { Fifo } from './fifo.js';
 import {
   AttErrorCode,
   AttOpcode,
+  attPduSpecOf,
   decodeAttPdu,
   encodeAttPdu,
   encodeErrorResponse,
@@ -587,10 +588,9 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   private onResponse(rsp: AttResponse): void {
     const entry = this.requestInFlight;
-    const expected = entry ? (encodeAttPdu(entry.pdu)[0] as number) : -1;
+    const expected = entry ? attPduSpecOf(entry.pdu.type).opcode : -1;
     const matches =
-      entry !== undefined &&
-      (rsp.type === 'errorResponse' ? rsp.requestOpcode === expected : (encodeAttPdu(rsp)[0] as number) === expected + 1);
+      entry !== undefined && (rsp.type === 'errorResponse' ? rsp.requestOpcode === expected : attPduSpecOf(rsp.type).opcode === expected + 1);
     if (!entry || !matches) {
       this.log.warn({ response: rsp.type, peer: this.lower.peer.address }, 'unexpected ATT response dropped');
       return;

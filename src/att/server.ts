@@ -114,8 +114,6 @@ function signedSecurity(bond: BondRecord): LinkSecurity {
   };
 }
 
-const RSP_WRITE = Uint8Array.of(AttOpcode.writeResponse);
-const RSP_EXECUTE = Uint8Array.of(AttOpcode.executeWriteResponse);
 
 export class AttServer extends TypedEmitter<AttServerEvents> implements GattConnection, AttRequestHandler {
   readonly id = allocateConnectionId();
@@ -833,7 +831,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     if (code !== 0) return this.error(opcode, handle, code);
     code = await this.applyWrite(a, value, 'writeRequest');
     if (code !== 0) return this.error(opcode, code === AttErrorCode.unlikelyError ? 0 : handle, code);
-    return RSP_WRITE;
+    return Uint8Array.of(AttOpcode.writeResponse);
   }
 
   /** Core 5.4 Vol 3 Part F 3.4.6.1: permissions now, value checks at execution. */
@@ -865,7 +863,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
   private async executeWrite(flags: number, opcode: number): Promise<Uint8Array> {
     if (flags === 0x00) {
       this.clearPrepared();
-      return RSP_EXECUTE;
+      return Uint8Array.of(AttOpcode.executeWriteResponse);
     }
     if (flags !== 0x01) return this.error(opcode, 0x0000, AttErrorCode.invalidPdu);
     const queue = this.prepared.slice();
@@ -899,7 +897,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
       const code = await this.applyWrite(this.db.attribute(h) as Attribute, v, 'executeWrite');
       if (code !== 0) return this.error(opcode, h, code);
     }
-    return RSP_EXECUTE;
+    return Uint8Array.of(AttOpcode.executeWriteResponse);
   }
 
   // ---------------------------------------------------------------- commands
