@@ -74,7 +74,7 @@ export type AttBearerCloseReason = 'timeout' | 'disconnected';
 /** Raised for operations on a bearer that is closed (transaction timeout or disconnection). */
 export class AttBearerError extends WearableHostError {
   constructor(
-    readonly reason: AttBearerCloseReason | 'queue-full' | 'not-subscribed',
+    readonly reason: AttBearerCloseReason | 'queue-full',
     message: string,
   ) {
     super('att', message);
