@@ -188,7 +188,7 @@ test('a refused LE Set Random Address keeps the old address, still resumes adver
   rotator.stop();
 });
 
-test('rotateNow() rejects with a WearableHostError (layer hci) whose cause is the controller'"'"'s Command Disallowed when the lower did not stop advertising', async () => {
+test("rotateNow() rejects with a WearableHostError (layer hci) whose cause is the controller's Command Disallowed when the lower did not stop advertising", async () => {
   const { lower, rotator } = setup();
   await rotator.start();
   // A broken lower whose pause does not stop advertising: the controller-like fake answers
