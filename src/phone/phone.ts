@@ -1,0 +1,644 @@
+/**
+ * A simulated phone: our {@link Central} driven by a {@link PhoneProfile}. The profile's values
+ * decide everything phone-specific (what the Pairing Request carries, the MTU asked for, which
+ * ATT errors trigger pairing, Security Requests, the consent prompt and what Cancel sends, what
+ * happens when the accessory lost the bond, connection parameters, GATT caching); the user at the
+ * prompt is a small model (accept, cancel, or no answer after some thinking time).
+ *
+ * It runs on the virtual air (scenarios) and on a real controller (`wearable-host phone --port`).
+ *
+ * Pairing Request shaping (a workaround until src/smp lets SmpPolicy carry these fields): the SMP
+ * session sends key distribution 0x02/0x02 and AuthReq bonding|MITM|SC. On the wire this phone
+ * sets the profile's key distribution bits; key distribution is not an input to f5/f6 so the DHKey
+ * checks stay valid. The Pairing Response's EncKey and LinkKey bits are cleared before the session
+ * sees them (with LE Secure Connections EncKey is ignored and LinkKey sends no PDU over LE). AuthReq
+ * is an f6 input, so extra AuthReq bits (Android's CT2, 0x20) cannot be added here: Android goes out
+ * with 0x0D instead of 0x2D, and the transcript says so.
+ */
+import { Central, CentralError, type CentralLink, type SmpTap } from '../central/central.js';
+import type { RemoteDatabase, CharacteristicView } from '../central/gatt-client.js';
+import type { Transport } from '../hci/transport.js';
+import type { PacketDirection } from '../hci/driver.js';
+import { HciStatus, hciStatusName } from '../hci/status.js';
+import { checkAppleConnectionParameters, formatConnectionParameters } from '../l2cap/conn-params.js';
+import { AuthReq, KeyDist, SmpReason, decodeSmp, encodeSmp, smpReasonName, type SmpPdu } from '../smp/pdu.js';
+import { SmpError } from '../smp/errors.js';
+import type { SmpPolicy } from '../smp/types.js';
+import { AttError } from '../att/types.js';
+import { attErrorName } from '../att/pdu.js';
+import { AttBearerError } from '../att/types.js';
+import type { BondStore } from '../bonds/types.js';
+import type { UuidLike } from '../gatt/uuid.js';
+import { formatAddress, type Address } from '../util/address.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
+import type { RandomSource } from '../util/random.js';
+import { TypedEmitter } from '../util/emitter.js';
+import { WearableHostError } from '../util/errors.js';
+import type { PhoneProfile } from './profiles.js';
+import type { PromptAnswer, ScenarioEvent } from './events.js';
+
+/** The user holding the phone. */
+export interface PhoneUser {
+  /** What they do at the pairing prompt. Default 'accept'. */
+  answer: PromptAnswer;
+  /** How long they look at it first, ms. Default 1500. */
+  thinkMs: number;
+}
+
+export interface SimulatedPhoneOptions {
+  profile: PhoneProfile;
+  transport: Transport;
+  clock: Clock;
+  random: RandomSource;
+  log: Logger;
+  bonds: BondStore;
+  user?: Partial<PhoneUser>;
+  /** An LE legacy-only central: its Pairing Request has no Secure Connections bit, and it cannot go further. */
+  legacyOnly?: boolean;
+  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
+  /** SMP timeout (default 30 s). */
+  smpTimeoutMs?: number;
+}
+
+export type PhoneErrorKind = 'peer-removed-pairing' | 'pairing-failed' | 'pairing-cancelled' | 'disconnected' | 'att' | 'not-found';
+
+/** What the phone reports to "its app": the kind, and a message a user can act on. */
+export class PhoneError extends WearableHostError {
+  constructor(
+    readonly kind: PhoneErrorKind,
+    message: string,
+    /** Pairing Failed reason, HCI status or ATT error code, as the kind says. */
+    readonly code?: number,
+  ) {
+    super('smp', message);
+    this.name = 'PhoneError';
+  }
+}
+
+export type SimulatedPhoneEvents = {
+  event: [ScenarioEvent];
+};
+
+function hex2(v: number): string {
+  return `0x${v.toString(16).padStart(2, '0')}`;
+}
+
+function addressKey(a: Address): string {
+  return `${a.type}/${a.address}`;
+}
+
+/** The phone: its central, its bonds, its GATT cache, its user. */
+export class SimulatedPhone extends TypedEmitter<SimulatedPhoneEvents> {
+  readonly central: Central;
+  readonly profile: PhoneProfile;
+  readonly bonds: BondStore;
+  readonly user: PhoneUser;
+  private readonly opts: SimulatedPhoneOptions;
+  private readonly log: Logger;
+  private readonly cache = new Map<string, RemoteDatabase>();
+  private readonly sessions = new Map<CentralLink, PhoneSession>();
+  private ct2Noted = false;
+
+  constructor(opts: SimulatedPhoneOptions) {
+    super();
+    this.opts = opts;
+    this.profile = opts.profile;
+    this.bonds = opts.bonds;
+    this.log = opts.log.child({ phone: opts.profile.name });
+    this.user = { answer: opts.user?.answer ?? 'accept', thinkMs: opts.user?.thinkMs ?? 1500 };
+    const p = opts.profile;
+    const policy: Partial<SmpPolicy> = {
+      ioCapability: p.pairingRequest.ioCapability as SmpPolicy['ioCapability'],
+      bondable: (p.pairingRequest.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding,
+      // Numeric Comparison (a peer with a display): the same user, the same answer.
+      confirmNumericComparison: () => this.askUser().then((a) => a === 'accept'),
+      requestPasskey: () => this.askUser().then(() => undefined),
+    };
+    const tap: SmpTap = {
+      inbound: (link, pdu) => this.session(link)?.onSmpIn(pdu) ?? true,
+      outbound: (link, pdu) => {
+        const s = this.session(link);
+        return s ? s.onSmpOut(pdu) : pdu;
+      },
+    };
+    this.central = new Central({
+      transport: opts.transport,
+      clock: opts.clock,
+      random: opts.random,
+      log: this.log,
+      bonds: opts.bonds,
+      policy,
+      mtu: p.mtu,
+      privacy: p.privacy.rpa ? 'rpa' : 'static',
+      connection: p.initialConnection,
+      acceptParameters: (params) => p.connectionParameters !== 'apple-adg' || checkAppleConnectionParameters(params).length === 0,
+      smpTap: tap,
+      ...(opts.trace ? { trace: opts.trace } : {}),
+      ...(opts.smpTimeoutMs !== undefined ? { smpTimeoutMs: opts.smpTimeoutMs } : {}),
+    });
+    this.central.on('disconnected', (link, reason, name) => {
+      const s = this.sessions.get(link);
+      if (!s) return;
+      this.sessions.delete(link);
+      s.onDisconnected(reason, name);
+    });
+    this.central.on('encryptionChanged', (link, ch) => this.session(link)?.onEncryptionChanged(ch.status, ch.enabled));
+    this.central.on('parameterRequest', (_link, params, accepted) =>
+      this.record({ kind: 'parameter-request', accepted, summary: formatConnectionParameters(params) }),
+    );
+  }
+
+  get clock(): Clock {
+    return this.opts.clock;
+  }
+
+  /** @internal */
+  clearTimer(t: TimerHandle | undefined): void {
+    this.opts.clock.clearTimeout(t);
+  }
+
+  /** @internal */
+  record(e: DistributiveOmit<ScenarioEvent, 'at'>): void {
+    this.emit('event', { ...e, at: this.opts.clock.now() } as ScenarioEvent);
+  }
+
+  private session(link: CentralLink): PhoneSession | undefined {
+    return this.sessions.get(link);
+  }
+
+  /** Brings the controller up. */
+  async start(): Promise<void> {
+    await this.central.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.central.stop();
+  }
+
+  /**
+   * Connects to the accessory (by its advertised name or address) and does what the phone does
+   * right after connecting: encrypt with the stored key when bonded, start the MTU exchange.
+   */
+  async connect(target: { name: string } | { address: Address }, timeoutMs = 10_000): Promise<PhoneSession> {
+    let link: CentralLink;
+    try {
+      link = await this.central.connect(target, { timeoutMs });
+    } catch (err) {
+      if (err instanceof CentralError) throw new PhoneError('not-found', err.message);
+      throw err;
+    }
+    const s = new PhoneSession(this, link, this.opts.legacyOnly ?? false);
+    this.sessions.set(link, s);
+    this.record({
+      kind: 'connected',
+      phoneAddress: formatAddress(link.localAddress),
+      wearableAddress: formatAddress(link.peer),
+      intervalMs: link.hci.intervalMs,
+    });
+    link.smp.on('paired', (info) => {
+      this.record({ kind: 'paired', side: 'phone', level: info.level, bonded: info.bonded, keySize: info.keySize });
+      if (!this.profile.gattCaching || !info.bonded) return;
+      if (s.remote) this.cache.set(addressKey(info.peerIdentity), s.remote);
+    });
+    link.smp.on('bondSaved', (b) => this.record({ kind: 'bond-saved', side: 'phone', peer: formatAddress(b.peer) }));
+    link.smp.on('pairingFailed', (f) => {
+      if (f.by === 'disconnected') return;
+      this.record({ kind: 'pairing-failed', side: 'phone', reason: f.reason, by: f.by });
+    });
+    await s.afterConnect();
+    return s;
+  }
+
+  /** The user removes the accessory in the phone's settings ("Forget This Device"). */
+  async forget(peer: Address): Promise<boolean> {
+    this.cache.delete(addressKey(peer));
+    const removed = await this.bonds.remove(peer);
+    this.record({ kind: 'note', text: `the user removed ${formatAddress(peer)} in the phone's Bluetooth settings (Forget This Device)` });
+    return removed;
+  }
+
+  /** @internal the cached database of a bonded peer. */
+  cachedDatabase(identity: Address | undefined): RemoteDatabase | undefined {
+    return identity && this.profile.gattCaching ? this.cache.get(addressKey(identity)) : undefined;
+  }
+
+  /** @internal */
+  rememberDatabase(identity: Address | undefined, db: RemoteDatabase): void {
+    if (!identity || !this.profile.gattCaching || !this.bonds.get(identity)) return;
+    this.cache.set(addressKey(identity), db);
+  }
+
+  /** @internal shows the prompt and resolves with the user's answer; 'no-answer' never resolves. */
+  askUser(): Promise<PromptAnswer> {
+    const answer = this.user.answer;
+    return new Promise<PromptAnswer>((resolve) => {
+      this.opts.clock.setTimeout(() => {
+        this.record({ kind: 'prompt', answer });
+        if (answer !== 'no-answer') resolve(answer);
+      }, this.user.thinkMs);
+    });
+  }
+
+  /** @internal one note per phone about the AuthReq bits the SMP layer cannot send yet. */
+  noteAuthReqGap(sent: number): void {
+    const wanted = this.profile.pairingRequest.authReq;
+    if (this.ct2Noted || sent === wanted) return;
+    this.ct2Noted = true;
+    this.record({
+      kind: 'note',
+      text: `${this.profile.label} sends AuthReq ${hex2(wanted)}; this simulation sends ${hex2(sent)} because src/smp cannot add ${hex2(wanted & ~sent)} yet (AuthReq is an input to the DHKey check values)`,
+    });
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** One connection of the phone to the accessory, with the phone's security reactions. */
+export class PhoneSession {
+  readonly link: CentralLink;
+  remote: RemoteDatabase | undefined;
+  /** Notification values by value handle, in arrival order. */
+  readonly notifications = new Map<number, Uint8Array[]>();
+  private encryptionWaiters: ((status: number) => void)[] = [];
+  private encrypting: Promise<number> | undefined;
+  /** The accessory refused our stored key on this connection. */
+  private bondRefused = false;
+  private givenUp: PhoneError | undefined;
+  private closed: { reason: number; name: string } | undefined;
+  private closeWaiters: (() => void)[] = [];
+  private heldCheck: Uint8Array | undefined;
+  private cancelPairing: ((e: PhoneError) => void) | undefined;
+  /** The key distribution our SMP session put in its Pairing Request (before shaping). */
+  private sessionKeyDist: { init: number; resp: number } | undefined;
+  private legacyWaiter: ((pdu: SmpPdu) => void) | undefined;
+  private legacyTimer: TimerHandle | undefined;
+
+  constructor(
+    readonly phone: SimulatedPhone,
+    link: CentralLink,
+    private readonly legacyOnly: boolean,
+  ) {
+    this.link = link;
+    link.gatt.on('notification', (handle, value) => {
+      let l = this.notifications.get(handle);
+      if (!l) this.notifications.set(handle, (l = []));
+      l.push(value);
+      this.phone.record({ kind: 'notification', handle, length: value.length });
+    });
+  }
+
+  private get profile(): PhoneProfile {
+    return this.phone.profile;
+  }
+
+  get open(): boolean {
+    return this.closed === undefined && this.link.open;
+  }
+
+  /** Resolves when the link is down. */
+  whenClosed(): Promise<void> {
+    if (!this.open) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  // ------------------------------------------------------------------ link events
+
+  /** @internal */
+  async afterConnect(): Promise<void> {
+    const bond = this.phone.bonds.resolve(this.link.peer);
+    if (bond && this.profile.encryptsBondedLinkOnConnect) {
+      this.phone.record({ kind: 'encrypt-with-bond', why: 'connect' });
+      const p = this.encryptWithBond();
+      // The reaction to a refused key happens at once (iOS disconnects), not at the next request.
+      p.then((status) => {
+        if (status !== 0) this.onBondRefused(status);
+      }, () => undefined);
+    }
+    const asked = this.profile.mtu;
+    try {
+      const mtu = await this.link.gatt.exchangeMtu();
+      this.phone.record({ kind: 'mtu', asked, mtu });
+    } catch (err) {
+      if (!this.open) throw this.closedError();
+      throw err;
+    }
+  }
+
+  /** @internal */
+  onEncryptionChanged(status: number, enabled: boolean): void {
+    this.phone.record({ kind: 'encryption', side: 'phone', status, enabled });
+    const w = this.encryptionWaiters;
+    this.encryptionWaiters = [];
+    for (const f of w) f(status);
+  }
+
+  /** @internal */
+  onDisconnected(reason: number, name: string): void {
+    this.closed = { reason, name };
+    this.phone.clearTimer(this.legacyTimer);
+    this.phone.record({ kind: 'disconnected', reason, reasonName: name });
+    for (const f of this.encryptionWaiters) f(HciStatus.ConnectionTerminatedByLocalHost);
+    this.encryptionWaiters = [];
+    this.cancelPairing?.(this.closedError());
+    const w = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const f of w) f();
+  }
+
+  private closedError(): PhoneError {
+    if (this.givenUp) return this.givenUp;
+    const c = this.closed;
+    return new PhoneError('disconnected', `the accessory is not connected${c ? ` (${hciStatusName(c.reason)})` : ''}`, c?.reason);
+  }
+
+  // ------------------------------------------------------------------ SMP taps
+
+  /** @internal an SMP PDU from the accessory; false keeps it from our SMP session. */
+  onSmpIn(bytes: Uint8Array): boolean {
+    const d = decodeSmp(bytes);
+    if (!d.ok) return true;
+    const pdu = d.pdu;
+    if (pdu.type === 'securityRequest' && !this.profile.honoursSecurityRequest) {
+      this.recordSmp('wearable', pdu, true);
+      this.phone.record({ kind: 'note', text: `${this.profile.label} ignores the Security Request (honoursSecurityRequest=false)` });
+      return false;
+    }
+    this.recordSmp('wearable', pdu);
+    if (this.legacyWaiter && (pdu.type === 'pairingResponse' || pdu.type === 'pairingFailed')) {
+      const w = this.legacyWaiter;
+      this.legacyWaiter = undefined;
+      w(pdu);
+      return false;
+    }
+    if (pdu.type === 'securityRequest' && this.phone.bonds.resolve(this.link.peer) && !this.link.security.encrypted) {
+      this.phone.record({ kind: 'encrypt-with-bond', why: 'security-request' });
+    }
+    if (pdu.type === 'pairingResponse' && this.sessionKeyDist) {
+      // Undo the key distribution shaping for our session (see the file comment).
+      const mask = KeyDist.EncKey | KeyDist.LinkKey;
+      const init = pdu.initiatorKeyDist & (this.sessionKeyDist.init | ~mask);
+      const resp = pdu.responderKeyDist & (this.sessionKeyDist.resp | ~mask);
+      if (init !== pdu.initiatorKeyDist || resp !== pdu.responderKeyDist) {
+        this.link.smp.onPdu(encodeSmp({ ...pdu, initiatorKeyDist: init, responderKeyDist: resp }));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** @internal an SMP PDU our session sends; undefined holds it (the consent prompt). */
+  onSmpOut(bytes: Uint8Array): Uint8Array | undefined {
+    const d = decodeSmp(bytes);
+    if (!d.ok) return bytes;
+    let pdu = d.pdu;
+    let out = bytes;
+    if (pdu.type === 'pairingRequest') {
+      const want = this.profile.pairingRequest;
+      this.sessionKeyDist = { init: pdu.initiatorKeyDist, resp: pdu.responderKeyDist };
+      pdu = { ...pdu, initiatorKeyDist: want.initiatorKeyDist, responderKeyDist: want.responderKeyDist };
+      out = encodeSmp(pdu);
+      this.phone.noteAuthReqGap(pdu.authReq);
+    }
+    if (pdu.type === 'pairingDhKeyCheck' && this.link.smp.model === 'justWorks' && this.profile.promptPlacement === 'before-dhkey-check') {
+      this.heldCheck = out;
+      void this.phone.askUser().then((answer) => this.onPromptAnswer(answer));
+      return undefined;
+    }
+    this.recordSmp('phone', pdu);
+    return out;
+  }
+
+  private onPromptAnswer(answer: PromptAnswer): void {
+    const held = this.heldCheck;
+    this.heldCheck = undefined;
+    if (!held || !this.open) return;
+    if (answer === 'accept') {
+      const d = decodeSmp(held);
+      if (d.ok) this.recordSmp('phone', d.pdu);
+      this.link.sendSmp(held);
+      return;
+    }
+    // Cancel: the phone ends the pairing with its Pairing Failed reason.
+    const reason = this.profile.cancelReason;
+    const pdu: SmpPdu = { type: 'pairingFailed', reason };
+    this.recordSmp('phone', pdu);
+    this.link.sendSmp(encodeSmp(pdu));
+    this.cancelPairing?.(new PhoneError('pairing-cancelled', `the user cancelled pairing; ${this.profile.label} sent Pairing Failed ${hex2(reason)} (${smpReasonName(reason)})`, reason));
+  }
+
+  private recordSmp(from: 'phone' | 'wearable', pdu: SmpPdu, ignored = false): void {
+    const base = { kind: 'smp' as const, from, pdu: pdu.type, ...(ignored ? { ignored } : {}) };
+    switch (pdu.type) {
+      case 'pairingRequest':
+      case 'pairingResponse':
+        this.phone.record({ ...base, authReq: pdu.authReq, ioCapability: pdu.ioCapability, initiatorKeyDist: pdu.initiatorKeyDist, responderKeyDist: pdu.responderKeyDist });
+        return;
+      case 'securityRequest':
+        this.phone.record({ ...base, authReq: pdu.authReq });
+        return;
+      case 'pairingFailed':
+        this.phone.record({ ...base, reason: pdu.reason });
+        return;
+      default:
+        this.phone.record(base);
+    }
+  }
+
+  // ------------------------------------------------------------------ security
+
+  /** Starts encryption with the stored key and resolves with the Encryption Change status. */
+  private encryptWithBond(): Promise<number> {
+    if (this.encrypting) return this.encrypting;
+    const p = new Promise<number>((resolve) => {
+      this.encryptionWaiters.push(resolve);
+      if (!this.link.smp.encryptWithBond()) {
+        this.encryptionWaiters = this.encryptionWaiters.filter((f) => f !== resolve);
+        resolve(HciStatus.PinOrKeyMissing);
+      }
+    });
+    this.encrypting = p;
+    void p.then(() => {
+      if (this.encrypting === p) this.encrypting = undefined;
+    });
+    return p;
+  }
+
+  /** The accessory refused our key: the profile's reaction. */
+  private onBondRefused(status: number): void {
+    if (this.bondRefused || !this.open) return;
+    this.bondRefused = true;
+    if (this.profile.lostBond === 'give-up') {
+      this.givenUp = new PhoneError(
+        'peer-removed-pairing',
+        `"${this.profile.lostBondMessage}" (encryption with the stored key failed: ${hciStatusName(status)}). The accessory no longer has the keys this phone stored; ${this.profile.label} will not pair again until the user removes the device on the phone (Settings > Bluetooth > (i) > Forget This Device).`,
+        status,
+      );
+      this.phone.record({ kind: 'phone-error', message: this.givenUp.message });
+      void this.link.disconnect(HciStatus.RemoteUserTerminatedConnection);
+      return;
+    }
+    this.phone.record({ kind: 'phone-error', message: `${this.profile.lostBondMessage} (encryption with the stored key failed: ${hciStatusName(status)})` });
+  }
+
+  /**
+   * Makes the link secure after the accessory refused a request with `code`: wait for (or start)
+   * encryption with the stored key, else pair. Returns true when the request should be retried.
+   */
+  private async secure(code: number): Promise<boolean> {
+    if (this.givenUp) throw this.givenUp;
+    if (this.link.security.encrypted) return false;
+    if (this.encrypting) {
+      const st = await this.encrypting;
+      if (st === 0) return true;
+      this.onBondRefused(st);
+      if (this.givenUp) throw this.givenUp;
+    }
+    const bond = this.phone.bonds.resolve(this.link.peer);
+    if (bond && !this.bondRefused) {
+      this.phone.record({ kind: 'encrypt-with-bond', why: 'att-error' });
+      const st = await this.encryptWithBond();
+      if (st === 0) return true;
+      this.onBondRefused(st);
+      if (this.givenUp) throw this.givenUp;
+    }
+    this.phone.record({ kind: 'note', text: `${this.profile.label} pairs after ATT error ${hex2(code)} (${attErrorName(code)})` });
+    await this.pair();
+    return true;
+  }
+
+  /** Pairs (LE Secure Connections, or a legacy request for a legacy-only central). */
+  async pair(): Promise<void> {
+    if (!this.open) throw this.closedError();
+    if (this.legacyOnly) return this.legacyPair();
+    const cancelled = new Promise<never>((_resolve, reject) => {
+      this.cancelPairing = reject;
+    });
+    const paired = this.link.smp.pair();
+    paired.catch(() => undefined);
+    cancelled.catch(() => undefined);
+    try {
+      await Promise.race([paired, cancelled]);
+    } catch (err) {
+      if (err instanceof PhoneError) throw err;
+      if (!this.open) throw this.closedError();
+      if (err instanceof SmpError) {
+        const what = err.reason === undefined ? 'the SMP timeout expired (no answer)' : `Pairing Failed ${hex2(err.reason)} (${smpReasonName(err.reason)})`;
+        throw new PhoneError('pairing-failed', `pairing failed: ${what}`, err.reason);
+      }
+      throw err;
+    } finally {
+      this.cancelPairing = undefined;
+    }
+  }
+
+  /** An LE legacy Pairing Request (no SC bit); a legacy-only phone can go no further with a LESC-only accessory. */
+  private async legacyPair(): Promise<void> {
+    const f = this.profile.pairingRequest;
+    const pdu: SmpPdu = {
+      type: 'pairingRequest',
+      ioCapability: f.ioCapability,
+      oobDataFlag: 0,
+      authReq: f.authReq & ~(AuthReq.SecureConnections | AuthReq.Ct2 | AuthReq.Keypress),
+      maxKeySize: f.maxKeySize,
+      initiatorKeyDist: f.initiatorKeyDist & (KeyDist.EncKey | KeyDist.IdKey | KeyDist.SignKey),
+      responderKeyDist: f.responderKeyDist & (KeyDist.EncKey | KeyDist.IdKey | KeyDist.SignKey),
+    };
+    const answer = new Promise<SmpPdu | undefined>((resolve) => {
+      this.legacyWaiter = resolve;
+      this.legacyTimer = this.phone.clock.setTimeout(() => resolve(undefined), 30_000);
+    });
+    this.recordSmp('phone', pdu);
+    this.link.sendSmp(encodeSmp(pdu));
+    const rsp = await answer;
+    this.phone.clearTimer(this.legacyTimer);
+    this.legacyWaiter = undefined;
+    if (!rsp) throw new PhoneError('pairing-failed', 'pairing failed: no answer to the legacy Pairing Request within 30 s');
+    if (rsp.type === 'pairingFailed') throw new PhoneError('pairing-failed', `pairing failed: the accessory sent Pairing Failed ${hex2(rsp.reason)} (${smpReasonName(rsp.reason)})`, rsp.reason);
+    const stop: SmpPdu = { type: 'pairingFailed', reason: SmpReason.PairingNotSupported };
+    this.recordSmp('phone', stop);
+    this.link.sendSmp(encodeSmp(stop));
+    throw new PhoneError('pairing-failed', 'the accessory accepted LE legacy pairing; this simulated legacy central stops after the Pairing Response');
+  }
+
+  // ------------------------------------------------------------------ GATT with the phone's reactions
+
+  /** Runs a GATT operation; on an ATT error the profile reacts to, secures the link and retries once. */
+  private async withSecurity<T>(op: 'read' | 'write' | 'subscribe', handle: number, fn: () => Promise<T>): Promise<T> {
+    if (this.givenUp) throw this.givenUp;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof AttBearerError) throw this.open ? new PhoneError('att', err.message) : this.closedError();
+        if (!(err instanceof AttError)) throw err;
+        this.phone.record({ kind: 'att-error', op, handle: err.handle || handle, code: err.code });
+        if (attempt > 0 || !this.profile.pairsOnAttErrors.includes(err.code)) {
+          throw new PhoneError('att', `${op} of handle 0x${handle.toString(16).padStart(4, '0')} failed: ATT error ${hex2(err.code)} (${attErrorName(err.code)})`, err.code);
+        }
+        if (!(await this.secure(err.code))) {
+          throw new PhoneError('att', `${op} of handle 0x${handle.toString(16).padStart(4, '0')} failed on an encrypted link: ATT error ${hex2(err.code)} (${attErrorName(err.code)})`, err.code);
+        }
+      }
+    }
+  }
+
+  /** Discovers the database, or uses the cached one of a bonded accessory (GATT caching). */
+  async discover(): Promise<RemoteDatabase> {
+    if (this.givenUp) throw this.givenUp;
+    const cached = this.phone.cachedDatabase(this.link.peerIdentity ?? this.phone.bonds.resolve(this.link.peer)?.peer);
+    if (cached) {
+      this.remote = cached;
+      this.phone.record({ kind: 'discovered', services: cached.services.length, characteristics: cached.services.reduce((n, s) => n + s.characteristics.length, 0), cached: true });
+      return cached;
+    }
+    let db: RemoteDatabase;
+    try {
+      db = await this.link.gatt.discoverAll();
+    } catch (err) {
+      if (!this.open) throw this.closedError();
+      throw err;
+    }
+    this.remote = db;
+    this.phone.rememberDatabase(this.link.peerIdentity, db);
+    this.phone.record({ kind: 'discovered', services: db.services.length, characteristics: db.services.reduce((n, s) => n + s.characteristics.length, 0), cached: false });
+    return db;
+  }
+
+  private char(uuid: UuidLike): CharacteristicView {
+    const c = this.remote?.characteristic(uuid);
+    if (!c) throw new PhoneError('att', `characteristic ${String(uuid)} not found: discover() first, or the accessory does not have it`);
+    return c;
+  }
+
+  async read(uuid: UuidLike): Promise<Uint8Array> {
+    const c = this.char(uuid);
+    const v = await this.withSecurity('read', c.valueHandle, () => this.link.gatt.read(c.valueHandle));
+    this.phone.record({ kind: 'gatt', op: 'read', handle: c.valueHandle, what: c.uuid.toString(), length: v.length });
+    return v;
+  }
+
+  async write(uuid: UuidLike, value: Uint8Array): Promise<void> {
+    const c = this.char(uuid);
+    await this.withSecurity('write', c.valueHandle, () => this.link.gatt.write(c.valueHandle, value));
+    this.phone.record({ kind: 'gatt', op: 'write', handle: c.valueHandle, what: c.uuid.toString(), length: value.length });
+  }
+
+  async subscribe(uuid: UuidLike, kind: 'notify' | 'indicate' = 'notify'): Promise<CharacteristicView> {
+    const c = this.char(uuid);
+    await this.withSecurity('subscribe', c.valueHandle, () => this.link.gatt.subscribe(c, kind));
+    this.phone.record({ kind: 'gatt', op: 'subscribe', handle: c.valueHandle, what: c.uuid.toString() });
+    return c;
+  }
+
+  /** Notifications received for a characteristic so far. */
+  received(uuid: UuidLike): Uint8Array[] {
+    const c = this.remote?.characteristic(uuid);
+    return c ? (this.notifications.get(c.valueHandle) ?? []) : [];
+  }
+
+  async disconnect(): Promise<void> {
+    if (!this.open) return;
+    await this.link.disconnect();
+  }
+}
