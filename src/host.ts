@@ -19,6 +19,7 @@ import { AttServer } from './att/server.js';
 import type { GattDatabase } from './gatt/database.js';
 import type { BondStore, LocalIdentity } from './bonds/types.js';
 import { generateIrk } from './bonds/privacy.js';
+import { RpaRotator } from './privacy/rpa-rotation.js';
 import type { Address } from './util/address.js';
 import { formatAddress } from './util/address.js';
 import type { Clock, TimerHandle } from './util/clock.js';
@@ -76,6 +77,11 @@ export interface PeripheralOptions {
   trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
   /** Passed to the driver. */
   hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
+  /**
+   * Host-based privacy: advertise and connect from resolvable private addresses made from our IRK,
+   * rotated every `rpaTimeoutS` seconds (default 900); the identity is distributed at pairing.
+   */
+  privacy?: { rpaTimeoutS?: number } | false;
 }
 
 /**
@@ -89,6 +95,9 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
   private readonly opts: PeripheralOptions;
   private readonly log: Logger;
   private advertiser: Advertiser | undefined;
+  private rotator: RpaRotator | undefined;
+  /** Advertising is wanted (between start() and stop()): the rotator resumes it after a rotation. */
+  private advertisingWanted = false;
   private readonly links = new Map<number, PeripheralLink>();
   private readonly paramTimers = new Map<number, TimerHandle>();
   private localIdentity: LocalIdentity | undefined;
@@ -153,14 +162,56 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.advertiser.on('started', () => this.emit('advertising', true));
     this.advertiser.on('stopped', () => this.emit('advertising', false));
     this.advertiser.on('error', (err) => this.log.warn({ err }, `advertising on ${this.hci.port} failed; it is retried on the next disconnection`));
+    this.advertisingWanted = true;
+    if (this.opts.privacy) await this.startPrivacy(this.advertiser, this.localIdentity);
     await this.advertiser.start();
     return info;
+  }
+
+  /** The RPA in use now, when privacy is on. */
+  get privateAddress(): Address | undefined {
+    return this.rotator?.addressInUse();
+  }
+
+  /**
+   * Puts the first RPA on air before advertising starts (so the static address never goes out),
+   * and keeps rotating it; after a controller reset the driver restores the static address, so the
+   * rotator pauses advertising and sets a fresh RPA.
+   */
+  private async startPrivacy(advertiser: Advertiser, id: LocalIdentity): Promise<void> {
+    const privacy = this.opts.privacy || {};
+    const rotator = new RpaRotator({
+      clock: this.opts.clock,
+      random: this.opts.random,
+      irk: id.irk,
+      log: this.log.child({ layer: 'privacy' }),
+      ...(privacy.rpaTimeoutS !== undefined ? { timeoutS: privacy.rpaTimeoutS } : {}),
+      lower: {
+        setRandomAddress: async (address) => {
+          await this.hci.command('LeSetRandomAddress', { address });
+        },
+        pauseAdvertising: async () => {
+          const wanted = this.advertisingWanted;
+          await advertiser.stop();
+          return wanted;
+        },
+        resumeAdvertising: () => (this.advertisingWanted ? advertiser.start() : Promise.resolve()),
+      },
+    });
+    rotator.on('error', (err) => this.log.warn({ err }, 'private address rotation failed; the previous address stays in use'));
+    this.hci.on('reinitialised', () => {
+      void rotator.controllerReset().catch((err: unknown) => this.log.warn({ err }, 'could not restore a private address after the controller reset'));
+    });
+    this.rotator = rotator;
+    await rotator.start();
   }
 
   /** Stops advertising, disconnects every peer, and closes the driver (the transport stays the caller's). */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.advertisingWanted = false;
+    this.rotator?.stop();
     for (const t of this.paramTimers.values()) this.opts.clock.clearTimeout(t);
     this.paramTimers.clear();
     try {
@@ -200,6 +251,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
   }
 
   private localAddressFor(): Address {
+    if (this.rotator) return this.rotator.addressInUse();
     const id = this.localIdentity ?? this.opts.bonds.getLocalIdentity();
     if (!id) throw new WearableHostError('hci', 'no local identity: start() was not called');
     return id.address;
@@ -291,6 +343,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.log.error({ err }, `lost the controller on ${this.hci.port}: ${err.message}`);
     for (const link of [...this.links.values()]) this.closeLink(link);
     this.advertiser?.dispose();
+    this.rotator?.stop();
     this.stopped = true;
     this.emit('fatal', err);
   }

@@ -32,7 +32,7 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   return watched;
 }
 
-async function world() {
+async function world(privacy = false) {
   const clock = new VirtualClock();
   const air = new VirtualAir({ clock, seed: 'host-e2e', log });
   const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
@@ -52,7 +52,7 @@ async function world() {
     ],
   });
   const periphBonds = new MemoryBondStore();
-  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false });
+  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false, ...(privacy ? { privacy: { rpaTimeoutS: 900 } } : {}) });
   const centralBonds = new MemoryBondStore();
   const hci = new Hci(hostB, { clock, log });
   return { clock, air, peripheral, hci, db, periphBonds, centralBonds };
@@ -60,7 +60,7 @@ async function world() {
 
 /** Connects the central to the peripheral and builds its L2CAP + SMP; ATT stays raw. */
 async function connect(w: Awaited<ReturnType<typeof world>>, security: SecurityManager) {
-  const target = w.peripheral.identity!.address;
+  const target = w.peripheral.privateAddress ?? w.peripheral.identity!.address;
   const connected = w.hci.wait('connected');
   await drive(w.clock, w.hci.command('LeCreateConnection', {
     scanInterval: 0x60, scanWindow: 0x30, initiatorFilterPolicy: 0,
@@ -120,6 +120,43 @@ test('a central pairs (LESC Just Works), reads the encrypted value, and re-encry
   assert.equal(second.smp.encryptWithBond(), true);
   assert.ok(await w.clock.runUntil(() => second.smp.encrypted, 5000), 're-encrypted with the bond');
   assert.equal(await second.request(read), '0bcafe');
+  assert.equal(pairings, 0);
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
+
+test('with --privacy the peripheral is reached on rotating private addresses and a bonded central re-encrypts after a rotation', async () => {
+  const w = await world(true);
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  const identity = w.peripheral.identity!.address;
+  const firstRpa = w.peripheral.privateAddress!;
+  assert.notEqual(firstRpa.address, identity.address, 'advertising uses a private address, not the static identity');
+  assert.equal(parseInt(firstRpa.address.slice(0, 2), 16) >> 6, 0b01, 'a resolvable private address');
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+
+  const first = await connect(w, security);
+  assert.equal(first.c.peer.address, firstRpa.address, 'the central connected to the RPA');
+  const paired = first.smp.pair();
+  const info = await drive(w.clock, paired);
+  assert.equal(info.level, 2);
+  const bond = w.centralBonds.list()[0]!;
+  assert.equal(bond.peer.address, identity.address, 'the central learned our identity address in key distribution');
+  assert.ok(bond.peerIrk, 'and our IRK');
+  await drive(w.clock, w.hci.disconnect(first.c.handle));
+  assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0, 5000));
+
+  await w.clock.advance(901_000);
+  const secondRpa = w.peripheral.privateAddress!;
+  assert.notEqual(secondRpa.address, firstRpa.address, 'the address rotated after 900 s');
+  assert.ok(await w.clock.runUntil(() => w.peripheral.advertising, 5000), 'advertising resumed after the rotation');
+  const second = await connect(w, security);
+  assert.equal(second.c.peer.address, secondRpa.address);
+  let pairings = 0;
+  w.peripheral.on('paired', () => pairings++);
+  assert.equal(second.smp.encryptWithBond(), true, 'the central resolves the new RPA to its bond with our IRK');
+  assert.ok(await w.clock.runUntil(() => second.smp.encrypted, 5000), 're-encrypted without pairing');
   assert.equal(pairings, 0);
   await drive(w.clock, w.peripheral.stop());
   w.hci.close();

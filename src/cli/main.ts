@@ -58,6 +58,7 @@ export function buildProgram(): Command {
     .option('--min-key-size <n>', 'shortest encryption key accepted (7..16)', '16')
     .addOption(new Option('--io-capability <cap>', 'SMP IO capability (no-input-no-output gives Just Works, level 2)').choices(IO_CAPABILITY_NAMES).default('no-input-no-output'))
     .option('--allow-debug-keys', 'accept peers using the spec\'s debug P-256 key (sniffable pairing; never in the field)')
+    .option('--privacy [seconds]', 'advertise and connect from resolvable private addresses, rotated every N seconds (default 900)')
     .option('--mix-controller-rng', 'mix the controller\'s LE Rand (TRNG) output into the OS CSPRNG')
     .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')

@@ -70,6 +70,8 @@ export interface MainCliOptions {
   ioCapability: string;
   allowDebugKeys?: boolean;
   mixControllerRng?: boolean;
+  /** `--privacy` alone is true; `--privacy 600` is the period. */
+  privacy?: boolean | string;
   connParams: boolean;
   profile?: string;
   scenario?: string;

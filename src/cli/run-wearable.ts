@@ -28,6 +28,7 @@ import {
   type MainCliOptions,
 } from './options.js';
 import type { Hci } from '../hci/driver.js';
+import { DEFAULT_RPA_TIMEOUT_S, MAX_RPA_TIMEOUT_S, MIN_RPA_TIMEOUT_S } from '../privacy/rpa-rotation.js';
 
 /** Settings of a wearable run, parsed and validated from the CLI options. */
 export interface WearableSettings {
@@ -41,6 +42,8 @@ export interface WearableSettings {
   pairingWindowS: number | undefined;
   mixControllerRng: boolean;
   connParams: boolean;
+  /** RPA rotation period in seconds when --privacy is on. */
+  privacyS: number | undefined;
 }
 
 export function parseWearableSettings(o: MainCliOptions): WearableSettings {
@@ -55,6 +58,12 @@ export function parseWearableSettings(o: MainCliOptions): WearableSettings {
     pairingWindowS,
     mixControllerRng: o.mixControllerRng ?? false,
     connParams: o.connParams,
+    privacyS:
+      o.privacy === undefined || o.privacy === false
+        ? undefined
+        : o.privacy === true
+          ? DEFAULT_RPA_TIMEOUT_S
+          : parseIntOption('--privacy', o.privacy, MIN_RPA_TIMEOUT_S, MAX_RPA_TIMEOUT_S),
     policy: {
       securityRequest: parseChoice('--security-request', o.securityRequest, SECURITY_REQUEST_MODES),
       securityRequestDelayMs: parseIntOption('--security-request-delay', o.securityRequestDelay, 0, 60_000),
@@ -167,6 +176,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       policy,
       trace: onPacket,
       ...(settings.connParams ? {} : { connectionParameters: false as const }),
+      ...(settings.privacyS !== undefined ? { privacy: { rpaTimeoutS: settings.privacyS } } : {}),
       ...o.peripheral,
     });
     const p = peripheral;
@@ -179,7 +189,8 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       { identity: formatAddress(info.identityAddress), bonds: bonds.description, btsnoop: settings.btsnoop },
       `"${settings.name}" is advertising on ${p.hci.port} (${info.description}); identity ${formatAddress(info.identityAddress)}; ` +
         `${bonds.list().length} bond(s) in ${bonds.description}` +
-        (windowMs !== undefined ? `; new pairings allowed for ${settings.pairingWindowS} s` : ''),
+        (windowMs !== undefined ? `; new pairings allowed for ${settings.pairingWindowS} s` : '') +
+        (p.privateAddress ? `; private address ${p.privateAddress.address}, rotated every ${settings.privacyS} s` : ''),
     );
     let closed = false;
     return {
