@@ -12,7 +12,7 @@
  * btsnoop_hci.log and what we write), 1003 BCSP and 1004 H5 (not supported), 2001 the Linux
  * monitor format `btmon -w` writes (flags = controller index << 16 | opcode).
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, openSync, writeSync } from 'node:fs';
 import { RealClock, type Clock, type TimerHandle } from '../util/clock.js';
 import { WearableHostError } from '../util/errors.js';
 import { H4Type } from './h4.js';
@@ -143,7 +143,9 @@ export class BtsnoopWriter {
   static open(path: string, opts: BtsnoopWriterOptions = {}): BtsnoopWriter {
     let fd: number;
     try {
-      fd = openSync(path, 'w');
+      // Traces carry LTKs (LE Long Term Key Request Reply): owner only, also when the file existed.
+      fd = openSync(path, 'w', 0o600);
+      fchmodSync(fd, 0o600);
     } catch (err) {
       throw new BtsnoopError(`cannot create btsnoop file ${path}: ${err instanceof Error ? err.message : String(err)}`, 0, { cause: err });
     }

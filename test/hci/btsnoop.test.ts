@@ -282,3 +282,16 @@ test('a file cut short by a crash mid-write is still readable with tolerateTrunc
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a btsnoop file is readable by its owner only (it carries LTKs), even when it existed before', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'btsnoop-mode-'));
+  try {
+    const path = join(dir, 'trace.btsnoop');
+    writeFileSync(path, 'old', { mode: 0o644 });
+    const w = BtsnoopWriter.open(path);
+    await w.close();
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
