@@ -1333,6 +1333,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
         'local',
         `the peer claims the identity ${formatAddress(identity)} of an existing bond; the bond was kept (allow re-pairing to replace it)`,
       );
+      // The link is encrypted with the refused pairing's key: do not leave it up.
+      await this.lower.disconnect(0x05).catch((err: unknown) => this.log.warn({ err }, 'disconnect failed'));
       return;
     }
     this.stopTimer();

@@ -592,13 +592,14 @@ test("re-pairing policy 'replace': a failed or spoofed attempt never evicts the 
   assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
 });
 
-test("policy 'reject': an unrecognised peer claiming a bonded identity in key distribution gets 0x03 and the bond is kept", async () => {
+test("policy 'reject': an unrecognised peer claiming a bonded identity in key distribution gets 0x03, the bond is kept and the link dropped", async () => {
   const oldLtk = fromHex('44'.repeat(16));
   const bonds = new FakeBondStore(PERIPHERAL_IDENTITY, [bond(CENTRAL_IDENTITY.address, oldLtk)]);
   const p = makeSide({ bonds });
   const c = new ScriptedCentral();
   await pairJustWorks(p, c);
   assert.deepEqual(p.lower.take(), ['0503']);
+  assert.equal(p.lower.calls.at(-1), 'disconnect 0x05', 'the encrypted link of the refused pairing is dropped (0x05 Authentication Failure)');
   assert.equal(toHex(bonds.get(CENTRAL_IDENTITY.address)?.ltk ?? new Uint8Array()), toHex(oldLtk));
   assert.equal(eventsNamed(p.events, 'paired').length, 0);
 });
