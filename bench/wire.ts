@@ -18,7 +18,7 @@ import { VirtualAir } from '../src/sim/air.js';
 import { RealClock } from '../src/util/clock.js';
 import { silentLogger } from '../src/util/log.js';
 import { figure, type Figure } from './stats.js';
-import { BenchCentral, sleep, startOurPeripheral, until, within } from './world.js';
+import { BenchCentral, DK_ACL_BUFFERS, sleep, startOurPeripheral, until, within } from './world.js';
 
 export interface WireOptions {
   mtus: readonly number[];
@@ -33,8 +33,6 @@ export interface WireOptions {
 const SECTION = '3 wire 1 Mbaud';
 const BYTES_PER_S = 100_000;
 const ACL_MAX = 251;
-/** ACL buffers our firmware overlay gives the DK (firmware/hci_uart.conf CONFIG_BT_BUF_ACL_TX_COUNT). */
-export const DK_ACL_BUFFERS = 10;
 
 export function payloadFor(mtu: number): number {
   return Math.min(mtu - 3, 512);

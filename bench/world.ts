@@ -33,6 +33,12 @@ export const SINK_CHAR = '7e4a0003-3c1d-4b8e-9a51-2f7d0c6b5e10';
 
 const log = silentLogger();
 
+/**
+ * ACL buffers our firmware overlay gives the DK (firmware/hci_uart.conf CONFIG_BT_BUF_ACL_TX_COUNT);
+ * the virtual controller's default is 3.
+ */
+export const DK_ACL_BUFFERS = 10;
+
 /** Resolves with `p`, or rejects after `ms` of real time saying what did not happen. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
