@@ -25,7 +25,7 @@ import { seededRandom } from '../util/random.js';
 import type { ScenarioEvent } from './events.js';
 import { SimulatedPhone, type PhoneUser } from './phone.js';
 import { phoneProfile, type PhoneBehaviour, type PhoneName, type PhoneProfile } from './profiles.js';
-import { SCENARIOS, type Check, type JudgeState, type ScenarioEnv, type ScenarioName } from './scenarios.js';
+import { SCENARIOS, type Check, type JudgeState, type ScenarioDef, type ScenarioEnv, type ScenarioName } from './scenarios.js';
 import { transcriptLine } from './transcript.js';
 
 export const WEARABLE_NAME = 'Noira Band';
@@ -198,16 +198,8 @@ export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult
   air.close();
   await trace?.close();
 
-  const checks: Check[] = [...def.judge(profile, events, state)];
-  if (error) checks.push({ what: 'the scenario ran to its end', ok: false, detail: error });
-  const verdict = checks.every((c) => c.ok) ? 'pass' : 'fail';
-  const observed = checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.what}${c.detail ? ` (${c.detail})` : ''}`).join('\n');
-  const advice = verdict === 'pass' ? def.advice?.(profile, events) : undefined;
-
-  print('');
-  print(`verdict: ${verdict.toUpperCase()}: ${verdict === 'pass' ? `the session played out the way ${profile.label} behaves` : `the session did NOT play out the way ${profile.label} behaves`}`);
-  for (const line of observed.split('\n')) print(`  ${line}`);
-  if (advice) print(`advice: ${advice}`);
+  const v = judgeScenario(def, profile, events, state, error);
+  printVerdict(v, profile, print);
   let findings: ScenarioFinding[] = [];
   if (o.diagnosis !== false) {
     // No resolver from the bond store: as of the end of the run it knows IRKs the capture's early
@@ -221,17 +213,40 @@ export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult
   return {
     scenario: def.name,
     profile: o.profile,
-    verdict,
+    verdict: v.verdict,
     expected: def.expected(profile),
-    observed,
-    checks,
+    observed: v.observed,
+    checks: v.checks,
     events,
     durationMs,
     ...(error ? { error } : {}),
-    ...(advice ? { advice } : {}),
+    ...(v.advice ? { advice: v.advice } : {}),
     packets: packets.length,
     findings,
   };
+}
+
+/** The verdict of a scenario: its checks over the events, and the advice when it passed. */
+export interface Verdict {
+  readonly verdict: 'pass' | 'fail';
+  readonly checks: readonly Check[];
+  readonly observed: string;
+  readonly advice: string | undefined;
+}
+
+export function judgeScenario(def: ScenarioDef, profile: PhoneProfile, events: readonly ScenarioEvent[], state: JudgeState, error: string | undefined): Verdict {
+  const checks: Check[] = [...def.judge(profile, events, state)];
+  if (error) checks.push({ what: 'the scenario ran to its end', ok: false, detail: error });
+  const verdict = checks.every((c) => c.ok) ? 'pass' : 'fail';
+  const observed = checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.what}${c.detail ? ` (${c.detail})` : ''}`).join('\n');
+  return { verdict, checks, observed, advice: verdict === 'pass' ? def.advice?.(profile, events) : undefined };
+}
+
+export function printVerdict(v: Verdict, profile: PhoneProfile, print: (line: string) => void): void {
+  print('');
+  print(`verdict: ${v.verdict.toUpperCase()}: ${v.verdict === 'pass' ? `the session played out the way ${profile.label} behaves` : `the session did NOT play out the way ${profile.label} behaves`}`);
+  for (const line of v.observed.split('\n')) print(`  ${line}`);
+  if (v.advice) print(`advice: ${v.advice}`);
 }
 
 type WearableEvent = ScenarioEvent extends infer E ? (E extends ScenarioEvent ? Omit<E, 'at'> : never) : never;

@@ -253,7 +253,7 @@ export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioDef>> = {
       await env.sleep(2000);
       await returningSession(env, 'second connection: the phone comes back');
     },
-    judge: (p, events) => reconnectChecks(p, events, 1),
+    judge: (p, events) => [...firstPairingChecks(p, events, 0), ...reconnectChecks(p, events, 1)],
   },
 
   'peripheral-lost-bond': {

@@ -1,0 +1,120 @@
+/**
+ * `wearable-host --sim [--profile ios|android] [--scenario NAME|list] [--seed S] [--btsnoop FILE]`:
+ * the wearable and a simulated phone in one process on the virtual air, a readable transcript of
+ * each session and a verdict. With no scenario it runs `reconnect` (a first pairing, then a
+ * reconnection) with each profile: the README's "run it" command. Exit code 0 when every verdict
+ * is pass.
+ *
+ * The integrator wires it into the main command: `registerSimOptions(program)` adds the options
+ * that are not there yet, and `runSim(opts)` runs what they ask for.
+ */
+import { extname } from 'node:path';
+import { Option, type Command } from 'commander';
+import { WearableHostError } from '../util/errors.js';
+import { createLogger, silentLogger, type Logger } from '../util/log.js';
+import { runScenario, type ScenarioResult } from '../phone/runner.js';
+import { PHONE_NAMES, describeRules, isPhoneName, type PhoneName } from '../phone/profiles.js';
+import { SCENARIOS, SCENARIO_NAMES, isScenarioName, type ScenarioName } from '../phone/scenarios.js';
+
+/** The options `runSim` reads (a subset of the main command's). */
+export interface SimRunOptions {
+  profile?: string;
+  /** A scenario name, or `list`. */
+  scenario?: string;
+  seed?: string;
+  /** One file for one run; with several runs `-<profile>-<scenario>` goes before the extension. */
+  btsnoop?: string;
+  /** Layer logs on stderr only at debug or trace (the transcript is the output otherwise). */
+  logLevel?: string;
+}
+
+export interface SimRunIo {
+  out: { write(text: string): unknown };
+  err: { write(text: string): unknown };
+  /** Logger for the layers; default: silent unless logLevel is debug/trace. */
+  log?: Logger;
+}
+
+/** Exit code when a verdict is fail. */
+export const EXIT_VERDICT_FAIL = 1;
+/** Exit code for bad options. */
+export const EXIT_USAGE = 2;
+
+function has(cmd: Command, long: string): boolean {
+  return cmd.options.some((o) => o.long === long);
+}
+
+/** Adds --profile, --scenario, --seed and --btsnoop to `cmd` where they are missing. */
+export function registerSimOptions(cmd: Command): Command {
+  if (!has(cmd, '--profile')) cmd.addOption(new Option('--profile <phone>', 'with --sim: the simulated phone').choices([...PHONE_NAMES]));
+  if (!has(cmd, '--scenario')) cmd.option('--scenario <name>', `with --sim: one scenario (${SCENARIO_NAMES.join(', ')}), or "list"`);
+  if (!has(cmd, '--seed')) cmd.option('--seed <seed>', 'with --sim: seed for a reproducible run');
+  if (!has(cmd, '--btsnoop')) cmd.option('--btsnoop <file>', "write the wearable's HCI traffic to a btsnoop file");
+  return cmd;
+}
+
+function btsnoopFor(path: string | undefined, many: boolean, profile: PhoneName, scenario: ScenarioName): string | undefined {
+  if (!path || !many) return path;
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)}-${profile}-${scenario}${ext || '.btsnoop'}`;
+}
+
+/** Lists the scenarios and the phone rule table. */
+function listScenarios(out: SimRunIo['out']): void {
+  out.write('Scenarios (wearable-host --sim --profile ios|android --scenario NAME):\n');
+  for (const name of SCENARIO_NAMES) out.write(`  ${name.padEnd(26)} ${SCENARIOS[name].title}\n`);
+  out.write('\nPhone behaviour (src/phone/profiles.ts; correct a row when a capture disagrees):\n');
+  for (const line of describeRules()) out.write(`  ${line}\n`);
+}
+
+/** Runs what the options ask for; resolves with the exit code. */
+export async function runSim(opts: SimRunOptions, ioOverrides: Partial<SimRunIo> = {}): Promise<number> {
+  const io: SimRunIo = { out: process.stdout, err: process.stderr, ...ioOverrides };
+  if (opts.scenario === 'list') {
+    listScenarios(io.out);
+    return 0;
+  }
+  if (opts.profile !== undefined && !isPhoneName(opts.profile)) {
+    io.err.write(`wearable-host: --profile must be ios or android, got ${JSON.stringify(opts.profile)}\n`);
+    return EXIT_USAGE;
+  }
+  if (opts.scenario !== undefined && !isScenarioName(opts.scenario)) {
+    io.err.write(`wearable-host: unknown scenario ${JSON.stringify(opts.scenario)}; one of ${SCENARIO_NAMES.join(', ')} (or --scenario list)\n`);
+    return EXIT_USAGE;
+  }
+  const profiles: PhoneName[] = opts.profile ? [opts.profile as PhoneName] : [...PHONE_NAMES];
+  const scenarios: ScenarioName[] = opts.scenario ? [opts.scenario as ScenarioName] : ['reconnect'];
+  const level = opts.logLevel ?? 'info';
+  const log = io.log ?? (level === 'debug' || level === 'trace' ? createLogger({ level, pretty: false }) : silentLogger());
+  const many = profiles.length * scenarios.length > 1;
+  const results: ScenarioResult[] = [];
+  for (const scenario of scenarios) {
+    for (const profile of profiles) {
+      if (results.length > 0) io.out.write('\n');
+      const btsnoopPath = btsnoopFor(opts.btsnoop, many, profile, scenario);
+      try {
+        results.push(
+          await runScenario({
+            profile,
+            scenario,
+            ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+            ...(btsnoopPath ? { btsnoopPath } : {}),
+            log,
+            out: io.out,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof WearableHostError) {
+          io.err.write(`wearable-host: ${err.message}\n`);
+          return EXIT_USAGE;
+        }
+        throw err;
+      }
+    }
+  }
+  if (many) {
+    io.out.write('\nsummary:\n');
+    for (const r of results) io.out.write(`  ${r.verdict === 'pass' ? 'PASS' : 'FAIL'}  ${r.profile.padEnd(8)} ${r.scenario}\n`);
+  }
+  return results.every((r) => r.verdict === 'pass') ? 0 : EXIT_VERDICT_FAIL;
+}
