@@ -25,18 +25,3 @@ test('addresses print most significant byte first and go on the wire reversed', 
   assert.equal(randomAddressKind('41:02:03:04:05:06'), 'resolvable');
   assert.equal(toHex(reversed(fromHex('0102'))), '0201');
 });
-
-test('mixedRandom output differs from its base and from itself, and depends on the extra entropy', async () => {
-  const { mixedRandom, seededRandom } = await import('../../src/util/random.js');
-  const base = () => seededRandom('base');
-  const a = mixedRandom(base(), () => Uint8Array.of(1, 2, 3));
-  const b = mixedRandom(base(), () => Uint8Array.of(9, 9, 9));
-  const a1 = a.bytes(40);
-  const a2 = a.bytes(40);
-  assert.equal(a1.length, 40);
-  assert.notEqual(toHex(a1), toHex(a2), 'successive outputs differ');
-  assert.notEqual(toHex(a1), toHex(b.bytes(40)), 'the extra entropy changes the output');
-  assert.notEqual(toHex(a1.subarray(0, 32)), toHex(base().bytes(32)), 'not the base bytes');
-  // Same inputs, same outputs: the mix is a deterministic function of base and extra.
-  assert.equal(toHex(mixedRandom(base(), () => Uint8Array.of(1, 2, 3)).bytes(40)), toHex(a1));
-});
