@@ -6,12 +6,15 @@
  * ble-host keeps bond storage under `NodeBleLib-storage-dir` in the working directory
  * (REFERENCE.md): the benchmark runs it from a temporary directory.
  */
-import bleHost, { type BleManager, type Connection, type GattServerCharacteristic } from 'ble-host';
+import { createRequire } from 'node:module';
+import type { BleHostModule, BleManager, Connection, GattServerCharacteristic } from './ble-host.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
 import type { VirtualAir } from '../src/sim/air.js';
 import type { Address } from '../src/util/address.js';
 import { BleHostTransport } from './sink.js';
 import { BENCH_SERVICE, SINK_CHAR, STREAM_CHAR, within } from './world.js';
+
+const bleHost: BleHostModule = createRequire(import.meta.url)('ble-host');
 
 export interface BleHostPeripheralOptions {
   air: VirtualAir;

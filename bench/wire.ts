@@ -2,8 +2,9 @@
  * Section 3: against the wire. Our peripheral reaches its virtual controller through a
  * PacedTransport at 1,000,000 baud 8N1 (100,000 bytes/s each way, real time); the air runs
  * connection events back to back (connectionEventIntervalMs 0) so the UART is the only limit, as
- * with a DK whose radio outruns its UART. The application keeps `window` notifications in flight;
- * the central counts the notification value bytes it receives.
+ * with a DK whose radio outruns its UART. The controller has 10 ACL buffers, as our firmware
+ * overlay gives the DK (firmware/hci_uart.conf). The application keeps `window` notifications in
+ * flight; the central counts the notification value bytes it receives.
  *
  * Ceiling for a payload p in one ACL packet: p / (p + 12) of 100,000 bytes/s (12 = H:4 type 1 +
  * ACL header 4 + L2CAP header 4 + ATT opcode and handle 3). The virtual controller (like the DK's
@@ -58,20 +59,36 @@ export async function runWire(o: WireOptions): Promise<Figure[]> {
     figures.push(figure(`wire.mtu${mtu}.rate`, SECTION, `notification payload at ATT_MTU ${mtu}`, 'B/s', rates, `${o.windows} windows of ${o.windowMs} ms; ${note}`));
     figures.push(figure(`wire.mtu${mtu}.fraction`, SECTION, `  fraction of the H:4 ceiling, ATT_MTU ${mtu}`, '%', rates.map((r) => (100 * r) / ceiling)));
   }
+  if (o.mtus.includes(23)) {
+    // Who holds ATT_MTU 23 below the ceiling: the same run with twice the controller's buffers.
+    const p = payloadFor(23);
+    const ceiling = (BYTES_PER_S * p) / (p + 12);
+    const rates = await measureMtu(23, o, 2 * DK_ACL_BUFFERS);
+    figures.push(
+      figure(
+        'wire.mtu23.buffers20.fraction',
+        SECTION,
+        `  fraction of the H:4 ceiling, ATT_MTU 23, controller with ${2 * DK_ACL_BUFFERS} ACL buffers`,
+        '%',
+        rates.map((r) => (100 * r) / ceiling),
+        `${DK_ACL_BUFFERS} buffers of 32 H:4 bytes hold 3.2 ms of wire, about one credit round trip here (wire, connection event, Number Of Completed Packets back: three timer ticks of about 1 ms); with ${2 * DK_ACL_BUFFERS} the host fills the wire`,
+      ),
+    );
+  }
   return figures;
 }
 
-async function measureMtu(mtu: number, o: WireOptions): Promise<number[]> {
+async function measureMtu(mtu: number, o: WireOptions, aclBuffers = DK_ACL_BUFFERS): Promise<number[]> {
   const clock = new RealClock();
   const air = new VirtualAir({ clock, seed: `bench-wire-${mtu}`, connectionEventIntervalMs: 0, log: silentLogger() });
   const ours = await startOurPeripheral({
     air,
     clock,
-    name: `wire-${mtu}`,
-    controller: { aclBuffers: DK_ACL_BUFFERS },
+    name: `wire-${mtu}-${aclBuffers}`,
+    controller: { aclBuffers },
     wrap: (hostEnd) => new PacedTransport(hostEnd, { clock, baudRate: 1_000_000, bitsPerByte: 10 }),
   });
-  const central = await BenchCentral.create({ air, clock, name: `wire-central-${mtu}`, mtu });
+  const central = await BenchCentral.create({ air, clock, name: `wire-central-${mtu}-${aclBuffers}`, mtu });
   let stop = false;
   let pumping: Promise<void> | undefined;
   try {

@@ -38,6 +38,7 @@ interface ResultsJson {
 const EXPECTED: string[] = [
   ...['notify', 'write'].flatMap((k) => ['ours.rate', 'ours.cpu', 'bleHost.rate', 'bleHost.cpu', 'ratio'].map((f) => `hostPath.${k}.${f}`)),
   ...[23, 185, 247, 517].flatMap((m) => [`wire.mtu${m}.rate`, `wire.mtu${m}.fraction`]),
+  'wire.mtu23.buffers20.fraction',
   ...[0, 30].flatMap((i) => ['wall', 'cpu', 'events', 'eventsOverMin'].map((f) => `pairing.interval${i}.${f}`)),
   'pairing.interval30.eventsElapsed',
   'bringUp.cli',
