@@ -237,6 +237,7 @@ interface ScanEntry {
   rssi: number;
   connectable: boolean;
   identity: Address | undefined;
+  seenAt: number;
 }
 
 function sameAddr(a: Address | undefined, b: Address | undefined): boolean {
@@ -390,7 +391,7 @@ export class Central extends TypedEmitter<CentralEvents> {
     const key = `${r.address.type}/${r.address.address}`;
     let e = this.scanCache.get(key);
     if (!e) {
-      e = { address: r.address, adv: new Uint8Array(0), rsp: new Uint8Array(0), rssi: r.rssi, connectable: false, identity: undefined };
+      e = { address: r.address, adv: new Uint8Array(0), rsp: new Uint8Array(0), rssi: r.rssi, connectable: false, identity: undefined, seenAt: 0 };
       this.scanCache.set(key, e);
     }
     if (r.eventType === AdvertisingReportType.ScanRsp) e.rsp = r.data.slice();
@@ -399,13 +400,14 @@ export class Central extends TypedEmitter<CentralEvents> {
       e.connectable = r.eventType === AdvertisingReportType.AdvInd || r.eventType === AdvertisingReportType.AdvDirectInd;
     }
     e.rssi = r.rssi;
+    e.seenAt = this.opts.clock.now();
     e.identity = this.opts.bonds.resolve(r.address)?.peer;
-    this.emit('advertisement', this.toAdvertisement(e));
+    if (this.listenerCount('advertisement') > 0) this.emit('advertisement', this.toAdvertisement(e));
   }
 
   private toAdvertisement(e: ScanEntry): Advertisement {
     const data = parseAdvertisement(e.adv, e.rsp);
-    return { address: e.address, identity: e.identity, rssi: e.rssi, connectable: e.connectable, data, name: data.name, seenAt: this.opts.clock.now() };
+    return { address: e.address, identity: e.identity, rssi: e.rssi, connectable: e.connectable, data, name: data.name, seenAt: e.seenAt };
   }
 
   private matches(a: Advertisement, t: ConnectTarget): boolean {

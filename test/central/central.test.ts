@@ -28,6 +28,9 @@ test('a scan decodes the wearable advertisement: complete name, 16-bit service U
   assert.equal(adv.connectable, true);
   assert.deepEqual(adv.address, w.peripheral.identity?.address);
   assert.equal(w.central.isScanning, false, 'find() stops the scan it started');
+  await w.clock.advance(5000);
+  const cached = w.central.seen.find((a) => a.name === 'Noira Band');
+  assert.ok(cached && w.clock.now() - cached.seenAt >= 5000, 'the cache keeps when the report was seen');
   await w.close();
 });
 
