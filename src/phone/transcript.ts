@@ -21,7 +21,7 @@ export function describeScenarioEvent(e: ScenarioEvent, phoneLabel = 'phone'): s
     case 'connected':
       return `${phoneLabel} connected from ${e.phoneAddress} to ${e.wearableAddress}, interval ${e.intervalMs} ms`;
     case 'disconnected':
-      return `disconnected: ${e.reasonName}`;
+      return `disconnected: ${e.reasonName}${e.reason === 0x16 ? ` (${phoneLabel} ended it)` : e.reason === 0x13 ? ' (the wearable ended it)' : ''}`;
     case 'smp': {
       const name = smpPduInfo(e.pdu).name;
       const to = e.from === 'phone' ? 'wearable' : phoneLabel;
