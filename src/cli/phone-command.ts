@@ -25,7 +25,7 @@ import { SimulatedPhone } from '../phone/phone.js';
 import { PHONE_NAMES, phoneProfile, isPhoneName } from '../phone/profiles.js';
 import { SCENARIOS, SCENARIO_NAMES, isScenarioName, type JudgeState, type ScenarioEnv } from '../phone/scenarios.js';
 import type { ScenarioEvent } from '../phone/events.js';
-import { transcriptLine } from '../phone/transcript.js';
+import { Transcript } from '../phone/transcript.js';
 import { judgeScenario, printVerdict } from '../phone/runner.js';
 
 export interface PhoneCommandOptions {
@@ -120,9 +120,10 @@ export async function runPhoneCommand(o: PhoneCommandOptions, ioOverrides: Parti
     ...(def.legacyOnly ? { legacyOnly: true } : {}),
     ...(trace ? { trace: (dir: PacketDirection, h4: Uint8Array) => trace.write(dir, h4) } : {}),
   });
+  const transcript = new Transcript(t0, profile.label, print);
   phone.on('event', (e) => {
     events.push(e);
-    print(transcriptLine(e, t0, profile.label));
+    transcript.add(e);
   });
   print(`phone: ${profile.label} profile on ${transport.description}, scenario ${def.name}, target "${o.target}"`);
   print(`expected: ${def.expected(profile)}`);

@@ -26,7 +26,7 @@ import type { ScenarioEvent } from './events.js';
 import { SimulatedPhone, type PhoneUser } from './phone.js';
 import { phoneProfile, type PhoneBehaviour, type PhoneName, type PhoneProfile } from './profiles.js';
 import { SCENARIOS, type Check, type JudgeState, type ScenarioDef, type ScenarioEnv, type ScenarioName } from './scenarios.js';
-import { transcriptLine } from './transcript.js';
+import { Transcript } from './transcript.js';
 
 export const WEARABLE_NAME = 'Noira Band';
 
@@ -97,9 +97,10 @@ export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult
   const events: ScenarioEvent[] = [];
   const packets: CapturedPacket[] = [];
   const print = (line: string): void => void out.write(`${line}\n`);
+  const transcript = new Transcript(t0, profile.label, print);
   const record = (e: ScenarioEvent): void => {
     events.push(e);
-    print(transcriptLine(e, t0, profile.label));
+    transcript.add(e);
   };
 
   print(`scenario ${def.name} with the ${profile.label} profile (seed ${JSON.stringify(seed)}): ${def.title}`);

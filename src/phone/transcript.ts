@@ -77,3 +77,37 @@ export function transcriptLine(e: ScenarioEvent, t0: number, phoneLabel?: string
   const t = ((e.at - t0) / 1000).toFixed(3).padStart(8);
   return `${t} s  ${describeScenarioEvent(e, phoneLabel)}`;
 }
+
+/**
+ * Prints events as they come, plus derived lines a reader wants: how long each pairing took from
+ * the Pairing Request to the phone's bond, and how much of it the user spent at the prompt.
+ */
+export class Transcript {
+  private pairingStart: number | undefined;
+  private promptShown: number | undefined;
+  private promptAnswered: number | undefined;
+
+  constructor(
+    private readonly t0: number,
+    private readonly phoneLabel: string,
+    private readonly print: (line: string) => void,
+  ) {}
+
+  add(e: ScenarioEvent): void {
+    this.print(transcriptLine(e, this.t0, this.phoneLabel));
+    if (e.kind === 'smp' && e.from === 'phone' && e.pdu === 'pairingRequest') {
+      this.pairingStart = e.at;
+      this.promptShown = undefined;
+      this.promptAnswered = undefined;
+    } else if (e.kind === 'smp' && e.from === 'wearable' && e.pdu === 'pairingRandom') {
+      this.promptShown = e.at;
+    } else if (e.kind === 'prompt') {
+      this.promptAnswered = e.at;
+    } else if (e.kind === 'paired' && e.side === 'phone' && this.pairingStart !== undefined) {
+      const total = Math.round(e.at - this.pairingStart);
+      const user = this.promptShown !== undefined && this.promptAnswered !== undefined ? Math.round(this.promptAnswered - this.promptShown) : undefined;
+      this.print(`${' '.repeat(12)}pairing took ${total} ms${user !== undefined ? ` (${user} ms of it at the prompt, ${total - user} ms on the link)` : ''}`);
+      this.pairingStart = undefined;
+    }
+  }
+}
