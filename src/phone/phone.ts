@@ -364,6 +364,11 @@ export class PhoneSession {
       this.phone.record({ kind: 'note', text: `${this.profile.label} ignores the Security Request (honoursSecurityRequest=false)` });
       return false;
     }
+    if (pdu.type === 'securityRequest' && this.encrypting) {
+      // Already encrypting with the stored key: nothing more to do (AOSP ignores a Security Request while busy).
+      this.recordSmp('wearable', pdu, true);
+      return false;
+    }
     this.recordSmp('wearable', pdu);
     if (this.legacyWaiter && (pdu.type === 'pairingResponse' || pdu.type === 'pairingFailed')) {
       const w = this.legacyWaiter;

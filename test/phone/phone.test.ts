@@ -146,3 +146,26 @@ test('a user who does not answer a Numeric Comparison prompt leaves the pairing 
   assert.equal(w.wearableBonds.list().length, 0);
   await w.close();
 });
+
+test('a Security Request that arrives while the bonded phone is already encrypting is ignored: one LE Enable Encryption, no pairing', async () => {
+  const w = await world('android', { peripheral: { policy: { securityRequest: 'on-connect' } } });
+  const s1 = await drive(w.clock, w.phone.connect({ name: 'Noira Band' }));
+  await drive(w.clock, s1.discover());
+  await w.clock.advance(3000);
+  assert.equal(s1.link.security.level, 2);
+  await drive(w.clock, s1.disconnect());
+  const before = w.events.length;
+  let enableEncryption = 0;
+  w.phone.central.hci.on('packet', (dir, p) => {
+    if (dir === 'sent' && p[0] === 0x01 && p[1] === 0x19 && p[2] === 0x20) enableEncryption++;
+  });
+  const s2 = await drive(w.clock, w.phone.connect({ name: 'Noira Band' }));
+  assert.ok(await w.clock.runUntil(() => s2.link.security.encrypted, 5000));
+  await w.clock.advance(1000);
+  const later = w.events.slice(before);
+  assert.equal(s2.link.security.level, 2, 'the key of the bond, not an unknown one');
+  assert.equal(s2.link.security.secureConnections, true, 'the key of the bond (LE Secure Connections), not an unknown one');
+  assert.equal(enableEncryption, 1);
+  assert.deepEqual(smpTrail(later), ['wearable:securityRequest(ignored)']);
+  await w.close();
+});
