@@ -11,7 +11,10 @@
  *   Resident memory (process.memoryUsage().rss after a forced GC) is sampled after each window;
  *   CPU per notification delivered is for the whole process (peripheral, N centrals, air).
  * - The same N links with the peripheral's transport in sink mode (see bench/sink.ts): CPU per
- *   notification of the peripheral host alone, the figure that must not grow with N.
+ *   notification of the peripheral host alone, the figure that must not grow with N. Each run
+ *   starts after a forced GC: process CPU includes V8's background GC threads, and without it a
+ *   run pays for garbage left by the streaming before it (figures then scatter 2-3x between
+ *   processes).
  */
 import type { PeripheralLink } from '../src/host.js';
 import { VirtualAir } from '../src/sim/air.js';
@@ -182,6 +185,8 @@ export async function runScale(o: ScaleOptions, baselineMiB?: number): Promise<F
       await sendCount(links, handle, value, perLink, o.window); // warm-up
       const sinkCpu: number[] = [];
       for (let r = 0; r < o.sinkRuns; r++) {
+        // Start each run on a collected heap, so background GC work in it is the run's own.
+        globalThis.gc?.();
         const before = ours.tap.sink.packets;
         const c0 = process.cpuUsage();
         await within(sendCount(links, handle, value, perLink, o.window), 30_000, 'sink run');
@@ -192,7 +197,7 @@ export async function runScale(o: ScaleOptions, baselineMiB?: number): Promise<F
       }
       ours.tap.sink.releaseAll();
       figures.push(
-        figure(`scale.sink.cpu.conn${n}`, SECTION, `  CPU per notification (our host only), ${conns}`, 'us/notification', sinkCpu, `${o.sinkRuns} runs of ${perLink * n} notifications`),
+        figure(`scale.sink.cpu.conn${n}`, SECTION, `  CPU per notification (our host only), ${conns}`, 'us/notification', sinkCpu, `${o.sinkRuns} runs of ${perLink * n} notifications, each after a forced GC; includes the sink's Number Of Completed Packets`),
       );
     }
     return figures;

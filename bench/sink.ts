@@ -51,9 +51,10 @@ export class AclSink {
   private readonly single = new Map<number, Uint8Array>();
   private sunkCount = 0;
   private scheduled = false;
-  /** ACL packets and H:4 bytes taken. */
+  /** ACL packets and H:4 bytes taken, and Number Of Completed Packets events sent for them. */
   packets = 0;
   bytes = 0;
+  events = 0;
 
   constructor(private readonly deliver: (h4Packet: Uint8Array) => void) {
     const mine = encodeNocp([0x0001, 0x0e02], [3, 0x0104], 0, 2);
@@ -113,6 +114,7 @@ export class AclSink {
         if (this.single.size < 4096) this.single.set(key, pkt);
       }
       hs.length = 0;
+      this.events++;
       this.deliver(pkt);
       return;
     }
@@ -120,6 +122,7 @@ export class AclSink {
     const out: Uint8Array[] = [];
     for (let i = 0; i < n; i += 63) out.push(encodeNocp(hs, counts, i, Math.min(63, n - i)));
     hs.length = 0;
+    this.events += out.length;
     for (const pkt of out) this.deliver(pkt);
   }
 }
