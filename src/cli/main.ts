@@ -12,7 +12,8 @@ import { registerInfoCommand } from './info-command.js';
 import { LOG_LEVELS, IO_CAPABILITY_NAMES, parseIntOption, type MainCliOptions } from './options.js';
 import { addPortOptions, makeLogger } from './common.js';
 import { openPort, parseWearableSettings, startWearable } from './run-wearable.js';
-import { runSimCommand } from './sim-main.js';
+import { registerSimOptions, runSim } from './sim-run.js';
+import { registerPhoneCommand } from './phone-command.js';
 
 function packageVersion(): string {
   try {
@@ -37,10 +38,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions();
   addPortOptions(program, 'the DK\'s serial port (/dev/serial/by-id/..., /dev/ttyACM0) or tcp://host:port');
   program
-    .option('--sim', 'run against the embedded virtual controller and simulated phones (default without --port)')
-    .addOption(new Option('--profile <phone>', 'with --sim: the simulated phone').choices(['ios', 'android']))
-    .option('--scenario <name>', 'with --sim: run one named scenario (see `--scenario list`)')
-    .option('--seed <seed>', 'with --sim: seed for a reproducible run')
+    .option('--sim', 'run the wearable and a simulated phone on the embedded virtual air and print the session (default without --port)')
     .option('--name <name>', 'complete local name advertised and in the GAP Device Name', 'Noira Band')
     .option('--btsnoop <file>', 'record every HCI packet to a btsnoop file (Wireshark, tshark, btmon -r)')
     .option('--bonds <file>', 'bond store (JSON); default $XDG_STATE_HOME/wearable-host/bonds.json')
@@ -62,20 +60,28 @@ export function buildProgram(): Command {
     .option('--mix-controller-rng', 'mix the controller\'s LE Rand (TRNG) output into the OS CSPRNG')
     .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
-    .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)')
-    .action(async (opts: MainCliOptions) => {
-      if (opts.port === undefined || opts.sim) {
-        if (opts.port !== undefined) throw new WearableHostError('cli', '--sim and --port exclude each other: pick the virtual controller or the DK');
-        process.exitCode = await runSimCommand(opts);
-        return;
-      }
-      await runOnPort(opts);
-    });
+    .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)');
+  registerSimOptions(program);
+  program.action(async (opts: MainCliOptions) => {
+    if (opts.port === undefined || opts.sim) {
+      if (opts.port !== undefined) throw new WearableHostError('cli', '--sim and --port exclude each other: pick the virtual controller or the DK');
+      process.exitCode = await runSim({
+        ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+        ...(opts.scenario !== undefined ? { scenario: opts.scenario } : {}),
+        ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+        ...(opts.btsnoop !== undefined ? { btsnoop: opts.btsnoop } : {}),
+        logLevel: opts.logLevel,
+      });
+      return;
+    }
+    await runOnPort(opts);
+  });
   registerInfoCommand(program);
   registerBondsCommand(program);
   registerDiagnoseCommand(program);
   registerDoctorCommand(program);
   registerSimControllerCommand(program);
+  registerPhoneCommand(program);
   return program;
 }
 
