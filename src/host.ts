@@ -274,6 +274,9 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     });
     const smpLower = buildSmpLower(this.hci, c, l2cap, this.localAddressFor());
     const smp = this.security.createSession(smpLower);
+    // Resolve the peer's identity from the bonds before the ATT server asks for it (its caching
+    // state and CCCDs are kept per bond).
+    smp.start();
     const att = new AttServer({
       db: this.db,
       clock: this.opts.clock,
@@ -299,13 +302,17 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
       att.onSecurityChanged();
       if (s.encrypted) this.emit('encrypted', link);
     });
-    smp.on('paired', (info) => this.emit('paired', link, info));
+    smp.on('paired', (info) => {
+      // The bond exists only now (key distribution came after encryption): CCCDs written since
+      // encryption are persisted with it from here on.
+      att.onSecurityChanged();
+      this.emit('paired', link, info);
+    });
     smp.on('pairingFailed', (f) => this.emit('pairingFailed', link, f));
     att.on('timeout', () => {
       log.warn('ATT transaction timed out (no confirmation in 30 s): disconnecting');
       void this.hci.disconnect(c.handle, HciStatus.RemoteUserTerminatedConnection).catch(() => undefined);
     });
-    smp.start();
     this.emit('connected', link);
     this.scheduleParameterUpdate(link);
   }

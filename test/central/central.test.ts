@@ -67,7 +67,7 @@ test('after reconnecting from a new RPA the stored key encrypts the link without
   const remote = await drive(w.clock, first.gatt.discoverAll());
   const periphPaired = w.peripheral.wait('paired');
   await drive(w.clock, first.smp.pair());
-  await drive(w.clock, periphPaired); // see the todo test below
+  await drive(w.clock, periphPaired);
   const hr = remote.characteristic(GattUuid.heartRateMeasurement)!;
   await drive(w.clock, first.gatt.subscribe(hr, 'notify'));
   await drive(w.clock, first.disconnect());
@@ -204,7 +204,6 @@ test('a rejecting acceptParameters hook answers the request with result 1 and no
 
 test(
   'a CCCD written right after the central completed pairing is kept with the bond',
-  { todo: 'src/host.ts: the ATT server is told about security changes only at encryption; a CCCD written before the responder stored the bond is never persisted (call att.onSecurityChanged() on the session\'s paired event)' },
   async () => {
     const w = await world({ central: { policy: { ioCapability: 0x04 } } });
     const link = await drive(w.clock, w.central.connect({ name: 'Noira Band' }));
