@@ -14,7 +14,7 @@
  *   5   bring-up      bench/bringup.ts     the CLI process to "is advertising" on a pty
  *   6   memory/scale  bench/scale.ts       RSS idle and with 1/4/16 links streaming; CPU per notification
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -69,6 +69,8 @@ export interface BenchResults {
     readonly arch: string;
   };
   readonly node: string;
+  /** The checkout measured: HEAD and whether the work tree had changes. */
+  readonly git: { readonly commit: string; readonly dirty: boolean } | undefined;
   readonly sections: readonly Section[];
   readonly figures: readonly Figure[];
 }
@@ -127,6 +129,14 @@ function runScaleInChild(quick: boolean): Promise<Figure[]> {
       resolvePromise(JSON.parse(line.slice(CHILD_MARK.length)) as Figure[]);
     });
   });
+}
+
+function gitState(): BenchResults['git'] {
+  const repo = resolve(dirname(THIS_FILE), '../..');
+  const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: repo, encoding: 'utf8' });
+  if (head.status !== 0) return undefined;
+  const status = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo, encoding: 'utf8' });
+  return { commit: head.stdout.trim(), dirty: status.status === 0 && status.stdout.trim().length > 0 };
 }
 
 function machine(): BenchResults['machine'] {
@@ -200,6 +210,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       durationS: Math.round((performance.now() - started) / 100) / 10,
       machine: machine(),
       node: process.version,
+      git: gitState(),
       sections,
       figures,
     };
