@@ -58,6 +58,7 @@ export function buildProgram(): Command {
     .option('--allow-debug-keys', 'accept peers using the spec\'s debug P-256 key (sniffable pairing; never in the field)')
     .option('--privacy [seconds]', 'advertise and connect from resolvable private addresses, rotated every N seconds (default 900)')
     .option('--mix-controller-rng', 'mix the controller\'s LE Rand (TRNG) output into the OS CSPRNG')
+    .option('--no-simulated-values', 'do not feed the profile simulated heart rate, battery and health records (the host has no sensors)')
     .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
     .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)');
@@ -96,7 +97,7 @@ async function runOnPort(opts: MainCliOptions): Promise<void> {
     chunkSize: parseIntOption('--chunk-size', opts.chunkSize, 1, 4096),
     log,
   });
-  const session = await startWearable({ settings, transport, log });
+  const session = await startWearable({ settings, transport, log, simulateValues: opts.simulatedValues });
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (why: string, code: number): void => {

@@ -73,6 +73,8 @@ export interface MainCliOptions {
   /** `--privacy` alone is true; `--privacy 600` is the period. */
   privacy?: boolean | string;
   connParams: boolean;
+  /** --no-simulated-values turns it off. */
+  simulatedValues: boolean;
   profile?: string;
   scenario?: string;
   seed?: string;

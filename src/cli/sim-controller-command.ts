@@ -3,11 +3,21 @@
  * serves N virtual nRF5340 `hci_uart` controllers on one virtual air, prints one line per
  * controller (`PTY /dev/pts/N` or `TCP 127.0.0.1:PORT`) and serves until SIGINT/SIGTERM. Any host
  * that speaks H:4 (this CLI with --port, or another stack) attaches to them as if they were DKs.
+ *
+ * With `--phone ios|android`, one more controller on the same air carries a simulated phone that
+ * looks for the wearable (`--target`, default "Noira Band") and plays `--phone-scenario`
+ * (default first-pairing) against whatever host runs on the served controllers; its transcript and
+ * verdict go to stdout, and the exit code after Ctrl-C is the verdict's.
  */
 import type { Command } from 'commander';
 import { WearableHostError } from '../util/errors.js';
 import { createLogger, type LogLevel, type Logger } from '../util/log.js';
 import { serveControllers, type ServeControllersOptions, type ServedControllers } from '../sim/serve.js';
+import { createMemoryTransportPair } from '../hci/memory-transport.js';
+import { PHONE_NAMES } from '../phone/profiles.js';
+import { SCENARIOS, SCENARIO_NAMES } from '../phone/scenarios.js';
+import { runPhoneCommand } from './phone-command.js';
+import { Option } from 'commander';
 
 /** Where the command writes and how it learns to stop; injectable for tests. */
 export interface SimControllerIo {
@@ -48,6 +58,9 @@ interface Options {
   count: string;
   seed?: string;
   logLevel: string;
+  phone?: string;
+  phoneScenario: string;
+  target: string;
 }
 
 function parseOptions(o: Options): { serve: Omit<ServeControllersOptions, 'log'>; level: LogLevel } {
@@ -83,18 +96,56 @@ export function registerSimControllerCommand(program: Command, ioOverrides: Part
     .option('--count <n>', 'number of controllers', '1')
     .option('--seed <seed>', 'deterministic identities and radio randomness')
     .option('--log-level <level>', `log level (${LEVELS.join(', ')})`, 'info')
+    .addOption(new Option('--phone <profile>', 'add a simulated phone on the same air that pairs with the wearable').choices([...PHONE_NAMES]))
+    .addOption(
+      new Option('--phone-scenario <name>', 'what the simulated phone does')
+        .choices(SCENARIO_NAMES.filter((n) => !SCENARIOS[n].needsWearable))
+        .default('first-pairing'),
+    )
+    .option('--target <name>', 'advertised name of the wearable the phone looks for', 'Noira Band')
     .action(async (o: Options) => {
       const { serve, level } = parseOptions(o);
       const log = io.logger(level);
       const served = await serveControllers({ ...serve, log });
+      let phoneRun: Promise<number> | undefined;
       try {
         io.out(served.lines.map((l) => `${l}\n`).join(''));
         log.info({ controllers: served.lines.length }, 'serving virtual controllers; stop with Ctrl-C');
         io.onServing?.(served);
+        if (o.phone) phoneRun = startPhone(served, o, io, log);
         const sig = await io.waitForStop();
         log.info({ signal: sig }, 'stopping virtual controllers');
       } finally {
         await served.close();
       }
+      if (phoneRun) process.exitCode = await phoneRun;
     });
+}
+
+/**
+ * One more controller on the served air, driven in-process by a simulated phone. It scans for the
+ * wearable, so it waits until a host brings one of the served controllers up and advertises.
+ */
+function startPhone(served: ServedControllers, o: Options, io: SimControllerIo, log: Logger): Promise<number> {
+  const ctrl = served.air.createController({ name: `phone-${o.phone ?? 'ios'}`, seed: `${o.seed ?? 'sim'}-phone` });
+  const [host, far] = createMemoryTransportPair('simulated-phone', 'phone-controller');
+  ctrl.attach(far);
+  io.out(`PHONE ${o.phone} on the same air, looking for "${o.target}" (scenario ${o.phoneScenario})\n`);
+  const out = { write: (t: string) => io.out(t) };
+  return runPhoneCommand(
+    {
+      port: 'virtual',
+      baud: '1000000',
+      rtscts: true,
+      chunkSize: '64',
+      profile: o.phone ?? 'ios',
+      target: o.target,
+      scenario: o.phoneScenario,
+      logLevel: o.logLevel === 'info' ? 'silent' : o.logLevel,
+    },
+    { openTransport: () => Promise.resolve(host), out, err: out },
+  ).catch((err: unknown) => {
+    log.error({ err }, 'the simulated phone stopped');
+    return 1;
+  });
 }
