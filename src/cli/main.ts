@@ -127,6 +127,13 @@ async function runOnPort(opts: MainCliOptions): Promise<void> {
  * message that names what failed and what to try.
  */
 export async function main(argv: string[]): Promise<number> {
+  // `wearable-host ... | head`: a closed pipe ends output quietly, like other command-line tools.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   const program = buildProgram();
   program.exitOverride();
   try {
