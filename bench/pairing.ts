@@ -11,8 +11,11 @@
  * Connection events. The air counts the events it runs on a connection (AirConnection.eventsRun);
  * it runs an event only when there is something to carry, so that count is "events that carried
  * pairing traffic". At 30 ms the events that went by are also counted from time: the number of
- * intervals between the peripheral receiving the Pairing Request and receiving the central's last
- * key, plus one (arrival times rounded to the 30 ms grid; timer lateness is far below 15 ms).
+ * intervals between the event that delivered the Pairing Request to the peripheral and the one
+ * that delivered the central's last key, plus one. The air's clock is wrapped so that each timer
+ * callback knows the time it was due; packets reach the hosts in microtasks of the event's own
+ * callback, so that due time is the event's place on the connection's grid, whatever the lateness
+ * of real timers on a busy machine.
  *
  * The protocol's minimum, one event per dependent hop: in an event the central transmits first
  * and the peripheral answers; a host cannot answer a PDU within the event that carried it (the
@@ -40,7 +43,7 @@ import type { PeripheralLink } from '../src/host.js';
 import { H4Type } from '../src/hci/h4.js';
 import { FixedCid } from '../src/l2cap/connection.js';
 import { VirtualAir, type AirConnection } from '../src/sim/air.js';
-import { RealClock } from '../src/util/clock.js';
+import { RealClock, type Clock, type TimerHandle } from '../src/util/clock.js';
 import { silentLogger } from '../src/util/log.js';
 import { cpuMicros, figure, type Figure } from './stats.js';
 import { BenchCentral, sleep, startOurPeripheral, until, within } from './world.js';
@@ -61,6 +64,29 @@ interface PairingRun {
   eventsElapsed: number | undefined;
 }
 
+/** A real clock whose timer callbacks leave behind the time they were due. */
+class DueClock implements Clock {
+  private readonly inner = new RealClock();
+  /** Due time of the timer callback that ran last (ms, the clock's epoch). */
+  lastDue = 0;
+
+  now(): number {
+    return this.inner.now();
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const due = this.inner.now() + Math.max(0, ms);
+    return this.inner.setTimeout(() => {
+      this.lastDue = due;
+      fn();
+    }, ms);
+  }
+
+  clearTimeout(handle: TimerHandle | undefined): void {
+    this.inner.clearTimeout(handle);
+  }
+}
+
 /** First fragment of an ACL packet on the SMP channel. */
 function isSmpPacket(pkt: Uint8Array): boolean {
   if (pkt[0] !== H4Type.Acl || pkt.length < 9) return false;
@@ -70,7 +96,8 @@ function isSmpPacket(pkt: Uint8Array): boolean {
 
 async function pairOnce(intervalMs: number, run: number): Promise<PairingRun> {
   const clock = new RealClock();
-  const air = new VirtualAir({ clock, seed: `bench-pairing-${intervalMs}-${run}`, connectionEventIntervalMs: intervalMs, log: silentLogger() });
+  const airClock = new DueClock();
+  const air = new VirtualAir({ clock: airClock, seed: `bench-pairing-${intervalMs}-${run}`, connectionEventIntervalMs: intervalMs, log: silentLogger() });
   const ours = await startOurPeripheral({ air, clock, name: `pair-p-${intervalMs}-${run}` });
   const central = await BenchCentral.create({ air, clock, name: `pair-c-${intervalMs}-${run}`, mtu: 23, smp: true });
   try {
@@ -93,7 +120,7 @@ async function pairOnce(intervalMs: number, run: number): Promise<PairingRun> {
     await sleep(Math.max(20, 3 * intervalMs));
     const smpArrivals: number[] = [];
     ours.peripheral.hci.on('packet', (dir, pkt) => {
-      if (dir === 'received' && isSmpPacket(pkt)) smpArrivals.push(performance.now());
+      if (dir === 'received' && isSmpPacket(pkt)) smpArrivals.push(airClock.lastDue);
     });
     let peripheralPaired = false;
     ours.peripheral.on('paired', (l) => {
