@@ -50,6 +50,7 @@ import { securityLevelOf, type LinkSecurity, type SecurityLevel } from './link-s
 import {
   AuthReq,
   KeyDist,
+  KeypressNotificationType,
   SmpCode,
   SmpReason,
   decodeSmp,
@@ -131,8 +132,16 @@ const PAIRING_TIMEOUT_MS = 30_000;
 const PASSKEY_ROUNDS = 20;
 const ZERO_16 = new Uint8Array(16);
 
-/** Key distribution bits SMP handles in LE Secure Connections: IdKey only (EncKey is meaningless, LinkKey and SignKey unsupported). */
+/** Key distribution bits SMP takes from a peer it responds to in LE Secure Connections: IdKey only (EncKey is meaningless, LinkKey and SignKey unsupported). */
 const SUPPORTED_DIST = KeyDist.IdKey;
+
+/**
+ * Key distribution bits that carry no PDU in LE Secure Connections: EncKey (the LTK is derived,
+ * Encryption Information / Central Identification are not sent) and LinkKey (a BR/EDR link key
+ * derivation flag; this stack derives none). A peer setting them is ignored, not refused.
+ * Core 5.4 Vol 3 Part H 3.6.1.
+ */
+const SC_IGNORED_DIST = KeyDist.EncKey | KeyDist.LinkKey;
 
 /** A key about to protect (or protecting) the link. */
 interface LinkKey {
@@ -196,6 +205,12 @@ function mergePolicy(p: Partial<SmpPolicy> | undefined): SmpPolicy {
     throw new RangeError(`SMP policy: minKeySize must be 7..16, got ${policy.minKeySize}`);
   }
   if (policy.ioCapability < 0 || policy.ioCapability > 4) throw new RangeError(`SMP policy: ioCapability must be 0..4, got ${policy.ioCapability}`);
+  for (const k of ['initiatorKeyDistribution', 'responderKeyDistribution'] as const) {
+    const v = policy[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0x0f)) {
+      throw new RangeError(`SMP policy: ${k} must be 0x00..0x0f (EncKey 0x01, IdKey 0x02, SignKey 0x04, LinkKey 0x08), got ${String(v)}`);
+    }
+  }
   return policy;
 }
 
@@ -411,6 +426,24 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     return true;
   }
 
+  /**
+   * Ends the running pairing procedure with Pairing Failed `reason` (the user cancelled, the
+   * application gave up), through the same path as every other failure: the procedure ends, the
+   * repeated-attempts interval starts, `pairingFailed` is emitted (by 'local') and `pair()`
+   * rejects. Without a procedure nothing is sent. Serialised with the other inputs.
+   * Core 5.4 Vol 3 Part H 3.5.5.
+   */
+  abort(reason: number, detail = 'cancelled on this device'): void {
+    if (!Number.isInteger(reason) || reason < 0x01 || reason > 0xff) throw new RangeError(`a Pairing Failed reason is 0x01..0xff, got ${reason}`);
+    this.enqueue('abort()', () => {
+      if (!this.proc) {
+        this.log.debug({ reason }, 'abort() without a pairing procedure: nothing sent');
+        return;
+      }
+      this.fail(reason, 'local', detail);
+    });
+  }
+
   // -------------------------------------------------------------------------------------------
   // Queue and timers
 
@@ -614,8 +647,15 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     return this.policy.requireMitm || canDoMitm(this.policy.ioCapability);
   }
 
+  /** Our AuthReq: bonding, MITM, SC, and the Keypress / CT2 bits the policy asks for. Core 5.4 Vol 3 Part H 3.5.1. */
   private localAuthReq(): number {
-    return (this.policy.bondable ? AuthReq.Bonding : 0) | AuthReq.SecureConnections | (this.wantsMitm() ? AuthReq.Mitm : 0);
+    return (
+      (this.policy.bondable ? AuthReq.Bonding : 0) |
+      (this.wantsMitm() ? AuthReq.Mitm : 0) |
+      AuthReq.SecureConnections |
+      (this.policy.keypress ? AuthReq.Keypress : 0) |
+      (this.policy.ct2 ? AuthReq.Ct2 : 0)
+    );
   }
 
   private newProcedure(preq: PairingFeatures, existingBond: BondRecord | undefined): Procedure {
@@ -667,12 +707,14 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     proc.assoc = assoc;
     proc.pres = pres;
     proc.bonding = (preq.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding && (pres.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding;
-    proc.userConfirmed = assoc.model !== 'numericComparison';
+    // Numeric Comparison always asks our user; Just Works asks only when a consent hook is configured.
+    proc.userConfirmed = !(assoc.model === 'numericComparison' || (assoc.model === 'justWorks' && this.policy.confirmJustWorks !== undefined));
     const central = this.lower.role === 'central';
     const toPeer = central ? pres.initiatorKeyDist : pres.responderKeyDist;
     const fromPeer = central ? pres.responderKeyDist : pres.initiatorKeyDist;
     // LE Secure Connections: EncKey is ignored (the LTK is derived), LinkKey is not supported.
-    proc.sendToPeer = toPeer & SUPPORTED_DIST & (this.localIdentity() ? KeyDist.IdKey : 0);
+    // SignKey is granted to us only when we offered it (a central whose policy asks for it).
+    proc.sendToPeer = toPeer & ((this.localIdentity() ? KeyDist.IdKey : 0) | KeyDist.SignKey);
     proc.expectFromPeer = fromPeer & (KeyDist.IdKey | KeyDist.SignKey);
     return true;
   }
@@ -716,13 +758,16 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     const bondingAsked = (req.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding;
     const bonding = this.policy.bondable && bondingAsked;
     const identity = this.localIdentity();
+    // The intersection of what the central offers, what we support and what the policy allows.
+    const initMask = SUPPORTED_DIST & (this.policy.initiatorKeyDistribution ?? 0x0f);
+    const respMask = (identity ? KeyDist.IdKey : 0) & (this.policy.responderKeyDistribution ?? 0x0f);
     const pres: PairingFeatures = {
       ioCapability: this.policy.ioCapability,
       oobDataFlag: 0,
       authReq: this.localAuthReq(),
       maxKeySize: 16,
-      initiatorKeyDist: bonding ? req.initiatorKeyDist & SUPPORTED_DIST : 0,
-      responderKeyDist: bonding ? req.responderKeyDist & (identity ? KeyDist.IdKey : 0) : 0,
+      initiatorKeyDist: bonding ? req.initiatorKeyDist & initMask : 0,
+      responderKeyDist: bonding ? req.responderKeyDist & respMask : 0,
     };
     const proc = this.newProcedure(request, existing);
     this.proc = proc;
@@ -753,19 +798,33 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       this.rejectPair(new SmpError(SmpReason.RepeatedAttempts, `a pairing with ${formatAddress(this.lower.peerAddress)} failed recently; retry in ${Math.ceil(waitMs / 1000)} s`));
       return;
     }
-    const identity = this.localIdentity();
     const preq: PairingFeatures = {
       ioCapability: this.policy.ioCapability,
       oobDataFlag: 0,
       authReq: this.localAuthReq(),
       maxKeySize: 16,
-      initiatorKeyDist: this.policy.bondable && identity ? KeyDist.IdKey : 0,
-      responderKeyDist: this.policy.bondable ? KeyDist.IdKey : 0,
+      ...this.requestKeyDistribution(),
     };
     this.proc = this.newProcedure(preq, this.bonds.resolve(this.lower.peerAddress));
     this.send({ type: 'pairingRequest', ...preq });
     this.phaseNow = 'waitPairingResponse';
     this.emit('pairingStarted', { peer: this.lower.peerAddress, role: 'initiator', model: undefined, request: preq, response: undefined });
+  }
+
+  /**
+   * Central: the key distribution fields of our Pairing Request: the policy's values, else IdKey
+   * both ways when bonding. IdKey is never offered without a local identity to send.
+   */
+  private requestKeyDistribution(): { initiatorKeyDist: number; responderKeyDist: number } {
+    const identity = this.localIdentity();
+    const bondable = this.policy.bondable;
+    let init = this.policy.initiatorKeyDistribution ?? (bondable ? KeyDist.IdKey : 0);
+    const resp = this.policy.responderKeyDistribution ?? (bondable ? KeyDist.IdKey : 0);
+    if (!identity && init & KeyDist.IdKey) {
+      this.log.warn('no local identity to distribute: IdKey left out of the Initiator Key Distribution');
+      init &= ~KeyDist.IdKey;
+    }
+    return { initiatorKeyDist: init, responderKeyDist: resp };
   }
 
   /** Central: Core 5.4 Vol 3 Part H 3.5.2. */
@@ -786,9 +845,23 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       this.fail(SmpReason.EncryptionKeySize, 'local', `the peer offers at most ${keySize}-byte keys; this device requires ${this.policy.minKeySize}`);
       return;
     }
-    if ((pres.initiatorKeyDist & ~proc.preq.initiatorKeyDist) !== 0 || (pres.responderKeyDist & ~proc.preq.responderKeyDist) !== 0) {
-      this.fail(SmpReason.InvalidParameters, 'local', 'the Pairing Response asks for keys the request did not offer');
+    // A responder may only clear bits of our offer (3.5.2). EncKey and LinkKey carry nothing in LE
+    // Secure Connections and are ignored wherever they appear (3.6.1): only the others can be invalid.
+    const extraInit = pres.initiatorKeyDist & ~proc.preq.initiatorKeyDist & ~SC_IGNORED_DIST;
+    const extraResp = pres.responderKeyDist & ~proc.preq.responderKeyDist & ~SC_IGNORED_DIST;
+    if (extraInit !== 0 || extraResp !== 0) {
+      this.fail(
+        SmpReason.InvalidParameters,
+        'local',
+        `the Pairing Response asks for keys the request did not offer (initiator ${hex2(extraInit)}, responder ${hex2(extraResp)})`,
+      );
       return;
+    }
+    if ((pres.initiatorKeyDist | pres.responderKeyDist) & SC_IGNORED_DIST) {
+      this.log.debug(
+        { initiatorKeyDist: pres.initiatorKeyDist, responderKeyDist: pres.responderKeyDist },
+        'Pairing Response sets EncKey/LinkKey: ignored in LE Secure Connections (Core 5.4 Vol 3 Part H 3.6.1)',
+      );
     }
     if (!this.settleFeatures(proc, proc.preq, pres)) return;
     proc.keySize = keySize;
@@ -881,6 +954,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     }
     this.phaseNow = central ? 'waitUser' : 'waitConfirm';
     const epoch = proc.epoch;
+    if (this.keypressAgreed(proc)) this.send({ type: 'pairingKeypressNotification', notificationType: KeypressNotificationType.PasskeyEntryStarted });
     this.runHook(
       'requestPasskey',
       () => ask(peer),
@@ -919,8 +993,14 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       return;
     }
     proc.passkey = value;
+    if (this.keypressAgreed(proc)) this.send({ type: 'pairingKeypressNotification', notificationType: KeypressNotificationType.PasskeyEntryCompleted });
     if (this.lower.role === 'central') this.sendPasskeyConfirm(proc);
     else if (proc.peerConfirm) this.respondPasskeyConfirm(proc);
+  }
+
+  /** Both AuthReqs set Keypress: the side typing the passkey sends notifications. Core 5.4 Vol 3 Part H 3.5.1. */
+  private keypressAgreed(proc: Procedure): boolean {
+    return (proc.preq.authReq & (proc.pres?.authReq ?? 0) & AuthReq.Keypress) !== 0;
   }
 
   private passkeyBit(proc: Procedure): number {
@@ -1002,9 +1082,9 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       }
       proc.na = proc.localNonce as Uint8Array;
       proc.nb = random.slice();
-      if (model === 'numericComparison') {
+      if (!proc.userConfirmed) {
         this.phaseNow = 'waitUser';
-        this.askNumericComparison(proc);
+        this.askUserConfirmation(proc);
         return;
       }
       this.sendInitiatorCheck(proc);
@@ -1014,19 +1094,37 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     proc.nb = proc.localNonce as Uint8Array;
     this.send({ type: 'pairingRandom', random: proc.nb });
     this.phaseNow = 'waitDhKeyCheck';
-    if (model === 'numericComparison') this.askNumericComparison(proc);
+    if (!proc.userConfirmed) this.askUserConfirmation(proc);
   }
 
-  /** Numeric Comparison: show g2 mod 10^6 and ask our user. Vol 3 Part H 2.3.5.6.2. */
-  private askNumericComparison(proc: Procedure): void {
+  /**
+   * After the nonces, before the DHKey checks (Vol 3 Part H 2.3.5.6.2): Numeric Comparison shows
+   * g2 mod 10^6 and asks our user; Just Works asks for consent when `confirmJustWorks` is set.
+   * Either refusal is 0x0C Numeric Comparison Failed.
+   */
+  private askUserConfirmation(proc: Procedure): void {
+    const epoch = proc.epoch;
+    const peer = this.lower.peerAddress;
+    if (proc.assoc?.model === 'justWorks') {
+      const consent = this.policy.confirmJustWorks;
+      if (!consent) {
+        this.onUserConfirmed(epoch, true);
+        return;
+      }
+      this.runHook(
+        'confirmJustWorks',
+        () => consent(peer),
+        (ok) => this.onUserConfirmed(epoch, ok === true),
+        () => this.onUserConfirmed(epoch, false),
+      );
+      return;
+    }
     const hook = this.policy.confirmNumericComparison;
     if (!hook) {
       this.fail(SmpReason.NumericComparisonFailed, 'local', 'Numeric Comparison needs a confirmation hook and none is configured');
       return;
     }
     const value = numericComparisonValue(this.pkaX(proc), this.pkbX(proc), proc.na as Uint8Array, proc.nb as Uint8Array);
-    const epoch = proc.epoch;
-    const peer = this.lower.peerAddress;
     this.runHook(
       'confirmNumericComparison',
       () => hook(value, peer),
@@ -1039,7 +1137,9 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     const proc = this.currentProc(epoch);
     if (!proc) return;
     if (!ok) {
-      this.fail(SmpReason.NumericComparisonFailed, 'local', 'the user rejected the numeric comparison (the numbers differ, or Cancel)');
+      const what =
+        proc.assoc?.model === 'justWorks' ? 'the user declined the Just Works pairing (Cancel at the consent prompt)' : 'the user rejected the numeric comparison (the numbers differ, or Cancel)';
+      this.fail(SmpReason.NumericComparisonFailed, 'local', what);
       return;
     }
     proc.userConfirmed = true;
@@ -1133,14 +1233,24 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     }
   }
 
+  /**
+   * Central: LE Enable Encryption with the bond. Not while another encryption is pending (its
+   * Encryption Change would be taken for this one, and a controller refusing the second command
+   * must not erase the first key's properties).
+   */
   private async startBondEncryption(bond: BondRecord): Promise<void> {
     if (this.proc || this.phaseNow !== 'idle') return;
-    this.pendingKey = { ltk: bond.ltk, keySize: bond.keySize, authenticated: bond.authenticated, secureConnections: bond.secureConnections, source: 'bond' };
+    if (this.pendingKey) {
+      this.log.debug(`encryption with ${formatAddress(this.lower.peerAddress)} already pending: no second LE Enable Encryption`);
+      return;
+    }
+    const key: LinkKey = { ltk: bond.ltk, keySize: bond.keySize, authenticated: bond.authenticated, secureConnections: bond.secureConnections, source: 'bond' };
+    this.pendingKey = key;
     this.encryptionSeen = true;
     try {
       await this.lower.startEncryption(bond.ltk, bond.ediv, bond.rand);
     } catch (err) {
-      this.pendingKey = undefined;
+      if (this.pendingKey === key) this.pendingKey = undefined;
       this.log.warn({ err }, `could not start encryption with the bond of ${formatAddress(bond.peer)}`);
     }
   }
@@ -1270,12 +1380,18 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     }
   }
 
+  /** Our keys, in the order of Core 5.4 Vol 3 Part H 3.6.1: identity, then signing. */
   private sendOurKeys(proc: Procedure): void {
-    if ((proc.sendToPeer & KeyDist.IdKey) === 0) return;
     const id = this.localIdentity();
-    if (!id) return;
-    this.send({ type: 'identityInformation', irk: id.irk });
-    this.send({ type: 'identityAddressInformation', address: id.address });
+    if (proc.sendToPeer & KeyDist.IdKey && id) {
+      this.send({ type: 'identityInformation', irk: id.irk });
+      this.send({ type: 'identityAddressInformation', address: id.address });
+    }
+    if (proc.sendToPeer & KeyDist.SignKey) {
+      // Granted only when our policy offered SignKey. This stack never signs data, so the CSRK is a
+      // fresh random key that is not kept: the peer can store it but will never see a signature.
+      this.send({ type: 'signingInformation', csrk: this.random.bytes(16) });
+    }
   }
 
   private nextExpectedKey(proc: Procedure): SmpPduType | undefined {
@@ -1394,11 +1510,24 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
   // -------------------------------------------------------------------------------------------
   // Central: Security Request. Core 5.4 Vol 3 Part H 2.4.6.
 
+  /**
+   * A Security Request is ignored (logged) while an encryption we started is pending (with the
+   * bond, or the new key of a pairing: the procedure the peripheral asks for is already under way)
+   * and when the link is already encrypted at the level asked for; the central may ignore it
+   * (Core 5.4 Vol 3 Part H 2.4.6). Otherwise: encrypt with the bond, or pair.
+   */
   private onSecurityRequest(authReq: number): void {
     const peer = this.lower.peerAddress;
     this.emit('securityRequestReceived', { peer, authReq });
     const mitm = (authReq & AuthReq.Mitm) !== 0;
-    if (this.enc.encrypted && (!mitm || this.enc.authenticated)) return;
+    if (this.pendingKey) {
+      this.log.info({ authReq }, `Security Request from ${formatAddress(peer)} ignored: encryption (${this.pendingKey.source} key) already pending`);
+      return;
+    }
+    if (this.enc.encrypted && (!mitm || this.enc.authenticated)) {
+      this.log.info({ authReq, level: this.level }, `Security Request from ${formatAddress(peer)} ignored: the link is already encrypted at the level asked for`);
+      return;
+    }
     const bond = this.bonds.resolve(peer);
     if (bond && (!mitm || bond.authenticated) && !this.enc.encrypted) {
       this.enqueue('encrypt with bond', () => this.startBondEncryption(bond));

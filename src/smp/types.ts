@@ -66,6 +66,35 @@ export interface SmpPolicy {
   /** Delay before a Security Request, ms (default 0). */
   readonly securityRequestDelayMs: number;
   readonly rePairing: RePairingPolicy;
+  /**
+   * Set the CT2 bit (0x20) in our AuthReq (Pairing Request / Response, Security Request): "h7 is
+   * supported for cross-transport key derivation". Default false. This stack never derives a
+   * BR/EDR link key, so the bit only changes what goes on the wire, and with it the AuthReq octet of
+   * IOcap in f6 (both sides use the octets actually sent). Android sets it (AuthReq 0x2D).
+   * Core 5.4 Vol 3 Part H 3.5.1, 2.4.2.4.
+   */
+  readonly ct2: boolean;
+  /**
+   * Set the Keypress bit (0x10) in our AuthReq. Default false. When both sides set it and this side
+   * types a passkey, it sends Pairing Keypress Notifications: Passkey Entry Started when the input
+   * hook is asked, Passkey Entry Completed when it answers (no per-digit notifications: the hook
+   * returns the whole passkey). Core 5.4 Vol 3 Part H 3.5.1, 3.5.8.
+   */
+  readonly keypress: boolean;
+  /**
+   * Initiator Key Distribution. Central: the exact field of our Pairing Request (default: IdKey
+   * when bonding and we have a local identity). IdKey is dropped when there is no local identity to
+   * send. Peripheral: a mask on what we accept from the central (we take IdKey and nothing else).
+   * In LE Secure Connections EncKey is ignored (the LTK is derived) and LinkKey is not supported:
+   * either bit in a Pairing Response is ignored, not refused. Core 5.4 Vol 3 Part H 3.5.1, 3.6.1.
+   */
+  readonly initiatorKeyDistribution?: number;
+  /**
+   * Responder Key Distribution. Central: the exact field of our Pairing Request (default: IdKey
+   * when bonding). Peripheral: a mask on what we offer (IdKey when we have a local identity).
+   * Core 5.4 Vol 3 Part H 3.5.1, 3.6.1.
+   */
+  readonly responderKeyDistribution?: number;
   /** Whether pairing is allowed now (a pairing window); closed -> Pairing Failed 0x05 Pairing Not Supported. */
   isPairingAllowed(): boolean;
   /** Show a passkey the peer's user types (we display). Without it a display role cannot pair (0x01). */
@@ -74,6 +103,15 @@ export interface SmpPolicy {
   requestPasskey?(peer: Address): Promise<number | undefined>;
   /** Ask our user whether the six digits match; false -> 0x0C Numeric Comparison Failed. */
   confirmNumericComparison?(value: number, peer: Address): Promise<boolean>;
+  /**
+   * Ask our user to consent to a Just Works pairing ("Pair" / "Cancel"), after the nonces and
+   * before the DHKey checks, where Numeric Comparison asks (Core 5.4 Vol 3 Part H 2.3.5.6.2: Just
+   * Works is Numeric Comparison without showing the value). Without the hook Just Works goes on
+   * unasked. false -> Pairing Failed 0x0C Numeric Comparison Failed, as Android does when its
+   * consent dialog is declined (AOSP system/stack/smp/smp_api.cc SMP_SecurityGrant, "Consent
+   * dialog fails for JUSTWORKS"). For another reason, call `SmpSession.abort(reason)` instead.
+   */
+  confirmJustWorks?(peer: Address): Promise<boolean>;
 }
 
 export const DEFAULT_SMP_POLICY: SmpPolicy = Object.freeze({
@@ -85,6 +123,8 @@ export const DEFAULT_SMP_POLICY: SmpPolicy = Object.freeze({
   securityRequest: 'never' as SecurityRequestMode,
   securityRequestDelayMs: 0,
   rePairing: 'reject' as RePairingPolicy,
+  ct2: false,
+  keypress: false,
   isPairingAllowed: () => true,
 });
 
