@@ -14,6 +14,7 @@ import { SmpError } from '../../src/smp/errors.js';
 import { ALLOWED, SmpSession } from '../../src/smp/pairing.js';
 import { SmpReason, decodeSmp, encodeSmp, type SmpPdu } from '../../src/smp/pdu.js';
 import type { BondRecord } from '../../src/bonds/types.js';
+import type { SmpPolicy } from '../../src/smp/types.js';
 import type { Address } from '../../src/util/address.js';
 import { bytesEqual, fromHex, toHex } from '../../src/util/bytes.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -1086,13 +1087,16 @@ test('harness sanity: the scripted central computes Ea with the initiator addres
 // Central role against a scripted responder
 
 /** Drives a central session up to its DHKey check; returns what the scripted responder knows. */
-async function centralUpToCheck(c: Side, opts: { cbOk?: boolean } = {}): Promise<{ ea: Uint8Array; expectEb: Uint8Array; ltk: Uint8Array; promise: Promise<unknown> } | undefined> {
+async function centralUpToCheck(
+  c: Side,
+  opts: { cbOk?: boolean; pres?: Partial<ReturnType<typeof features>> } = {},
+): Promise<{ ea: Uint8Array; expectEb: Uint8Array; ltk: Uint8Array; promise: Promise<unknown> } | undefined> {
   const promise = c.session.pair();
   promise.catch(() => undefined);
   await drain(c.session);
   const [req] = c.lower.takePdus();
   assert.equal(req?.type, 'pairingRequest');
-  const pres = { ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 2, responderKeyDist: 2 };
+  const pres = { ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: 16, initiatorKeyDist: 2, responderKeyDist: 2, ...opts.pres };
   await inject(c.session, { type: 'pairingResponse', ...pres });
   const [pka] = c.lower.takePdus();
   if (pka?.type !== 'pairingPublicKey') throw new Error('no public key');
@@ -1311,4 +1315,281 @@ test('every unexpected PDU at every step of a Just Works pairing ends it with on
     }
   }
   assert.ok(cases >= 50, `${cases} cases`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// AuthReq bits (CT2, Keypress) and key distribution as the phones send them; Security Request
+// while encrypting; Just Works consent; abort()
+
+/** Starts pair() on a central and returns the hex of the Pairing Request it sent. */
+async function requestOf(policy: Partial<SmpPolicy>, extra: { identity?: null } = {}): Promise<string[]> {
+  const c = makeSide({ role: 'central', policy, clock: new VirtualClock(), ...extra });
+  c.session.pair().catch(() => undefined);
+  await drain(c.session);
+  return c.lower.take();
+}
+
+test("central Pairing Request as the phones send it: Android's policy gives 01 04 00 2d 10 0f 0f, iOS's 01 04 00 0d 10 03 03; Keypress adds 0x10", async () => {
+  // KeyboardDisplay, no OOB, AuthReq bonding|MITM|SC|CT2 = 0x2d, 16, EncKey|IdKey|SignKey|LinkKey both ways.
+  assert.deepEqual(await requestOf({ ioCapability: 0x04, ct2: true, initiatorKeyDistribution: 0x0f, responderKeyDistribution: 0x0f }), ['0104002d100f0f']);
+  // KeyboardDisplay, AuthReq bonding|MITM|SC = 0x0d, 16, EncKey|IdKey both ways.
+  assert.deepEqual(await requestOf({ ioCapability: 0x04, initiatorKeyDistribution: 0x03, responderKeyDistribution: 0x03 }), ['0104000d100303']);
+  // Keypress (0x10) and CT2 (0x20) on top of bonding|MITM|SC; default key distribution IdKey/IdKey.
+  assert.deepEqual(await requestOf({ ioCapability: 0x04, ct2: true, keypress: true }), ['0104003d100202']);
+  // Defaults unchanged: NoInputNoOutput, bonding|SC.
+  assert.deepEqual(await requestOf({}), ['01030009100202']);
+  // A peripheral's Security Request carries the same AuthReq bits.
+  const p = makeSide({ policy: { ct2: true } });
+  assert.equal(p.session.requestSecurity(), true);
+  assert.deepEqual(p.lower.take(), ['0b29']);
+});
+
+test('key distribution policy: values outside 0x00..0x0f are refused; no local identity drops IdKey from the request; a peripheral answers with the intersection it supports', async () => {
+  assert.throws(() => makeSide({ role: 'central', policy: { initiatorKeyDistribution: 0x10 } }), RangeError);
+  assert.throws(() => makeSide({ role: 'central', policy: { responderKeyDistribution: -1 } }), RangeError);
+  // No identity to send: Initiator Key Distribution 0x0f becomes 0x0d; the responder's 0x0f stays.
+  assert.deepEqual(await requestOf({ initiatorKeyDistribution: 0x0f, responderKeyDistribution: 0x0f }, { identity: null }), ['01030009100d0f']);
+  // Peripheral: Android's 0x0f/0x0f gets IdKey/IdKey (EncKey meaningless in SC, SignKey and LinkKey unsupported).
+  const p = makeSide();
+  await inject(p.session, new ScriptedCentral().request({ authReq: 0x2d, initiatorKeyDist: 0x0f, responderKeyDist: 0x0f }));
+  assert.deepEqual(p.lower.take(), ['02030009100202']);
+  // A policy offering no responder keys narrows that further; the central's IdKey is still taken.
+  const q = makeSide({ clock: new VirtualClock(), policy: { responderKeyDistribution: 0 } });
+  await inject(q.session, new ScriptedCentral().request({ initiatorKeyDist: 0x03, responderKeyDist: 0x03 }));
+  assert.deepEqual(q.lower.take(), ['02030009100200']);
+});
+
+test('a peripheral with ct2 answers AuthReq 0x29, and f6 takes the AuthReq octets on the wire: Ea over 0x2d passes, Ea over 0x0d gets 0x0B', async () => {
+  const p = makeSide({ policy: { ct2: true } });
+  const c = new ScriptedCentral();
+  await inject(p.session, c.request({ ioCapability: 0x04, authReq: 0x2d, initiatorKeyDist: 0x0f, responderKeyDist: 0x0f }));
+  // NoInputNoOutput, bonding|SC|CT2, 16, IdKey both ways.
+  const [rsp] = p.lower.take();
+  assert.equal(rsp, '02030029100202');
+  c.takeResponse(decodePdu(rsp));
+  await inject(p.session, c.publicKey());
+  const [pk, conf] = p.lower.takePdus();
+  c.takePublicKey(pk);
+  c.takeConfirm(conf);
+  await inject(p.session, c.random());
+  c.takeRandom(p.lower.takePdus()[0]);
+  assert.ok(c.confirmMatches());
+  // Ea = f6(..., IOcapA = 04 00 2d, ...); Eb = f6(..., IOcapB = 03 00 29, ...).
+  assert.equal(toHex(ioCapField(c.preq)), '04002d');
+  assert.equal(toHex(ioCapField(c.pres as NonNullable<typeof c.pres>)), '030029');
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.deepEqual(p.lower.take(), ['0d' + toHex(c.eb())]);
+
+  // The same pairing where the central fed f6 its AuthReq without the CT2 bit: the check fails.
+  const q = makeSide({ clock: new VirtualClock(), policy: { ct2: true } });
+  const c2 = new ScriptedCentral(CENTRAL_ADDR, PERIPHERAL_ADDR, 'ct2-mismatch');
+  await upToDhKeyCheck(q, c2, { ioCapability: 0x04, authReq: 0x2d });
+  c2.preq = { ...c2.preq, authReq: 0x0d };
+  await inject(q.session, { type: 'pairingDhKeyCheck', check: c2.ea() });
+  assert.deepEqual(q.lower.take(), ['050b']);
+  assert.deepEqual(q.lower.calls, [], 'no key reaches the controller');
+});
+
+function decodePdu(hex: string | undefined): SmpPdu {
+  const r = decodeSmp(fromHex(hex ?? ''));
+  if (!r.ok) throw new Error(`not a PDU: ${hex}`);
+  return r.pdu;
+}
+
+test('back to back with CT2 on one side only: the DHKey checks pass both ways, same LTK, L2', async () => {
+  const android: Partial<SmpPolicy> = { ioCapability: 0x04, initiatorKeyDistribution: 0x0f, responderKeyDistribution: 0x0f };
+  const cases: { central: Partial<SmpPolicy>; peripheral: Partial<SmpPolicy>; req: string; rsp: string }[] = [
+    { central: { ...android, ct2: true }, peripheral: {}, req: '0104002d100f0f', rsp: '02030009100202' },
+    { central: android, peripheral: { ct2: true }, req: '0104000d100f0f', rsp: '02030029100202' },
+  ];
+  for (const k of cases) {
+    const { c, p } = pairOfSides({ central: { policy: k.central }, peripheral: { policy: k.peripheral } });
+    const r = c.session.pair();
+    await settleBoth(c.session, p.session);
+    const info = await r;
+    assert.equal(c.lower.take()[0], k.req);
+    assert.equal(p.lower.take()[0], k.rsp);
+    assert.deepEqual([...eventsNamed(c.events, 'pairingFailed'), ...eventsNamed(p.events, 'pairingFailed')], []);
+    const pp = eventsNamed(p.events, 'paired')[0]?.[0];
+    assert.equal(toHex(info.ltk), toHex(pp?.ltk ?? new Uint8Array()));
+    assert.equal(info.level, 2);
+    assert.equal(pp?.level, 2);
+    assert.equal(info.bonded, true);
+  }
+});
+
+test('central in LE Secure Connections: a Pairing Response with key distribution 0x0f/0x0f is not refused; EncKey/LinkKey carry nothing, IRK/address/CSRK are exchanged', async () => {
+  const c = makeSide({ role: 'central', policy: { ioCapability: 0x04, ct2: true, initiatorKeyDistribution: 0x0f, responderKeyDistribution: 0x0f } });
+  const s = await centralUpToCheck(c, { pres: { initiatorKeyDist: 0x0f, responderKeyDist: 0x0f } });
+  assert.ok(s, 'the central went on to its DHKey check (Ea over IOcapA 04 00 2d verified by the helper)');
+  await inject(c.session, { type: 'pairingDhKeyCheck', check: s.expectEb });
+  assert.deepEqual(c.lower.calls, [`startEncryption ${toHex(s.ltk)} 0 0`]);
+  c.session.onEncryptionChange(0, true);
+  await drain(c.session);
+  assert.deepEqual(c.lower.take(), []);
+  // The responder distributes: no Encryption Information / Central Identification (EncKey), IRK,
+  // identity address, then CSRK (SignKey); LinkKey has no PDU.
+  await inject(c.session, { type: 'identityInformation', irk: PERIPHERAL_IDENTITY.irk });
+  await inject(c.session, { type: 'identityAddressInformation', address: PERIPHERAL_IDENTITY.address });
+  assert.deepEqual(c.lower.take(), [], 'still waiting for Signing Information');
+  await inject(c.session, { type: 'signingInformation', csrk: fromHex('5a'.repeat(16)) });
+  const sent = c.lower.take();
+  assert.deepEqual(sent.slice(0, 2), ['08' + toHex(CENTRAL_IDENTITY.irk), '09' + '00' + '030201dc1b00']);
+  assert.equal(sent.length, 3);
+  assert.match(sent[2] ?? '', /^0a[0-9a-f]{32}$/, 'Signing Information with a 16-byte CSRK');
+  const info = (await s.promise) as { level: number; bonded: boolean };
+  assert.equal(info.level, 2);
+  assert.equal(info.bonded, true);
+  assert.equal(c.session.secureConnections, true);
+
+  // Default request (IdKey/IdKey): EncKey and LinkKey granted on top are ignored, the pairing goes on.
+  const d = makeSide({ role: 'central', clock: new VirtualClock() });
+  d.session.pair().catch(() => undefined);
+  await drain(d.session);
+  assert.deepEqual(d.lower.take(), ['01030009100202']);
+  await inject(d.session, fromHex('02030009100b0b'));
+  assert.deepEqual(d.lower.takePdus().map((x) => x.type), ['pairingPublicKey']);
+  // SignKey granted but never offered is a genuinely invalid field: 0x0A.
+  const e = makeSide({ role: 'central', clock: new VirtualClock() });
+  e.session.pair().catch(() => undefined);
+  await drain(e.session);
+  e.lower.take();
+  await inject(e.session, fromHex('0203000910020e'));
+  assert.deepEqual(e.lower.take(), ['050a']);
+});
+
+test('central: a Security Request while encryption with the bond is pending is ignored: one LE Enable Encryption, the bond key keeps its properties (SC, L2)', async () => {
+  const ltk = fromHex('77'.repeat(16));
+  const c = makeSide({ role: 'central', bonds: new FakeBondStore(CENTRAL_IDENTITY, [bond(PERIPHERAL_ADDR, ltk)]) });
+  // Like the controller: a second LE Enable Encryption while one is pending is refused (Command Disallowed).
+  let pending = false;
+  c.lower.onStartEncryption = () => {
+    if (pending) throw new Error('HCI Command Disallowed (0x0c)');
+    pending = true;
+  };
+  const start = `startEncryption ${toHex(ltk)} 0 0`;
+  assert.equal(c.session.encryptWithBond(), true);
+  await drain(c.session);
+  await inject(c.session, { type: 'securityRequest', authReq: 0x09 });
+  assert.equal(eventsNamed(c.events, 'securityRequestReceived').length, 1);
+  assert.deepEqual(c.lower.calls, [start]);
+  assert.deepEqual(c.lower.take(), [], 'no Pairing Request, no Pairing Failed');
+  // A second encryptWithBond() while pending does not issue a second command either.
+  assert.equal(c.session.encryptWithBond(), true);
+  await drain(c.session);
+  assert.deepEqual(c.lower.calls, [start]);
+
+  c.session.onEncryptionChange(0, true);
+  await drain(c.session);
+  assert.equal(c.session.encrypted, true);
+  assert.equal(c.session.secureConnections, true, 'the bond key, not an unknown one');
+  assert.equal(c.session.level, 2);
+  assert.equal(c.session.keySize, 16);
+  // Encrypted at the level asked for: a later Security Request is ignored as well.
+  await inject(c.session, { type: 'securityRequest', authReq: 0x09 });
+  assert.deepEqual(c.lower.calls, [start, 'readKeySize']);
+  assert.deepEqual(c.lower.take(), []);
+  assert.equal(eventsNamed(c.events, 'encryptionFailed').length, 0);
+});
+
+test('confirmJustWorks as peripheral: asked after the nonces, Eb held until consent; Cancel gives Pairing Failed 0x0C and no key', async () => {
+  let answer!: (ok: boolean) => void;
+  const asked: Address[] = [];
+  const hook = (peer: Address): Promise<boolean> => {
+    asked.push(peer);
+    return new Promise<boolean>((r) => (answer = r));
+  };
+  const p = makeSide({ policy: { confirmJustWorks: hook } });
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(p, c);
+  assert.deepEqual(asked, [CENTRAL_ADDR]);
+  await inject(p.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  assert.deepEqual(p.lower.take(), [], 'Eb waits for the user');
+  answer(true);
+  await drain(p.session);
+  assert.deepEqual(p.lower.take(), ['0d' + toHex(c.eb())]);
+  assert.equal(p.session.phase, 'waitEncryption');
+
+  const q = makeSide({ clock: new VirtualClock(), policy: { confirmJustWorks: hook } });
+  const c2 = new ScriptedCentral(CENTRAL_ADDR, PERIPHERAL_ADDR, 'jw-cancel');
+  await upToDhKeyCheck(q, c2);
+  answer(false);
+  await drain(q.session);
+  assert.deepEqual(q.lower.take(), ['050c']);
+  const [f] = eventsNamed(q.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'local');
+  assert.equal(f?.[0].reason, 0x0c);
+  assert.match(f?.[0].message ?? '', /declined the Just Works pairing/);
+  q.session.onLtkRequest(0n, 0);
+  await drain(q.session);
+  assert.deepEqual(q.lower.calls, ['ltkNegativeReply']);
+});
+
+test('confirmJustWorks back to back: each side asked once and paired; a central user declining sends 0x0C before any DHKey check and pair() rejects', async () => {
+  const asked: string[] = [];
+  const { c, p } = pairOfSides({
+    central: { policy: { confirmJustWorks: async () => (asked.push('central'), true) } },
+    peripheral: { policy: { confirmJustWorks: async () => (asked.push('peripheral'), true) } },
+  });
+  const r = c.session.pair();
+  await settleBoth(c.session, p.session);
+  const info = await r;
+  assert.deepEqual(asked.sort(), ['central', 'peripheral']);
+  assert.equal(info.model, 'justWorks');
+  assert.equal(info.level, 2);
+
+  const bad = pairOfSides({ central: { policy: { confirmJustWorks: async () => false } } });
+  const r2 = bad.c.session.pair();
+  r2.catch(() => undefined);
+  await settleBoth(bad.c.session, bad.p.session);
+  await assert.rejects(r2, (e: unknown) => e instanceof SmpError && e.reason === 0x0c);
+  const opcodes = bad.c.lower.take().map((h) => h.slice(0, 2));
+  assert.deepEqual(opcodes, ['01', '0c', '04', '05'], 'request, public key, random, then Pairing Failed: no DHKey check');
+  assert.deepEqual(eventsNamed(bad.p.events, 'pairingFailed').map((f) => `${f[0].by}:${f[0].reason}`), ['peer:12']);
+  assert.deepEqual(bad.c.lower.calls, []);
+});
+
+test('abort(reason) ends a running pairing with that Pairing Failed reason through the one failure path; idle, it sends nothing', async () => {
+  const c = makeSide({ role: 'central' });
+  const r = c.session.pair();
+  r.catch(() => undefined);
+  await drain(c.session);
+  c.lower.take();
+  c.session.abort(SmpReason.UnspecifiedReason, 'the user tapped Cancel');
+  await drain(c.session);
+  assert.deepEqual(c.lower.take(), ['0508']);
+  await assert.rejects(r, (e: unknown) => e instanceof SmpError && e.reason === 0x08);
+  const [f] = eventsNamed(c.events, 'pairingFailed');
+  assert.equal(f?.[0].by, 'local');
+  assert.match(f?.[0].message ?? '', /Pairing Failed 0x08 \(Unspecified Reason\): the user tapped Cancel/);
+  assert.equal(c.session.phase, 'idle');
+  assert.ok(c.backoff.remainingMs(PERIPHERAL_ADDR) > 0, 'counts as a failed attempt');
+  c.session.abort(SmpReason.UnspecifiedReason);
+  await drain(c.session);
+  assert.deepEqual(c.lower.take(), []);
+  assert.equal(eventsNamed(c.events, 'pairingFailed').length, 1);
+  assert.throws(() => c.session.abort(0), RangeError);
+});
+
+test('keypress: when both AuthReqs set it, the side typing the passkey sends Passkey Entry Started and Completed before its first confirm; otherwise none', async () => {
+  let displayed = -1;
+  const run = async (peripheralKeypress: boolean): Promise<{ sent: string[]; level: number }> => {
+    const { c, p } = pairOfSides({
+      central: { policy: { ioCapability: 0x02, keypress: true, requestPasskey: async () => displayed } },
+      peripheral: { policy: { ioCapability: 0x00, keypress: peripheralKeypress, displayPasskey: (v) => void (displayed = v) } },
+    });
+    const r = c.session.pair();
+    await settleBoth(c.session, p.session);
+    const info = await r;
+    assert.equal(eventsNamed(p.events, 'paired')[0]?.[0].level, 4);
+    return { sent: c.lower.take().map((h) => (h.startsWith('0e') || h.startsWith('01') ? h : h.slice(0, 2))), level: info.level };
+  };
+  const both = await run(true);
+  // KeyboardOnly, bonding|MITM|SC|Keypress = 0x1d; then the public key; Started (00), Completed (04), Cai.
+  assert.deepEqual(both.sent.slice(0, 5), ['0102001d100202', '0c', '0e00', '0e04', '03']);
+  assert.equal(both.sent.filter((h) => h.startsWith('0e')).length, 2);
+  assert.equal(both.level, 4);
+  const one = await run(false);
+  assert.deepEqual(one.sent.slice(0, 3), ['0102001d100202', '0c', '03']);
+  assert.equal(one.sent.filter((h) => h.startsWith('0e')).length, 0);
 });
