@@ -108,19 +108,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.opts = opts;
     this.log = opts.log;
     this.db = opts.db;
-    this.hci = new Hci(opts.transport, {
-      ...opts.hci,
-      clock: opts.clock,
-      log: opts.log.child({ layer: 'hci' }),
-      ...(opts.trace ? { trace: opts.trace } : {}),
-    });
-    this.security = new SecurityManager({
-      bonds: opts.bonds,
-      clock: opts.clock,
-      random: opts.random,
-      ...(opts.policy ? { policy: opts.policy } : {}),
-      log: opts.log.child({ layer: 'smp' }),
-    });
+    ({ hci: this.hci, security: this.security } = buildHciAndSecurity(opts));
     this.hci.on('connected', (c) => this.onConnected(c));
     this.hci.on('disconnected', (c, reason, name) => this.onDisconnected(c, reason, name));
     this.hci.on('acl', (handle, frame) => this.links.get(handle)?.l2cap.onFrame(frame));
@@ -354,6 +342,39 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.stopped = true;
     this.emit('fatal', err);
   }
+}
+
+/** What both roles build their stack from. */
+export interface StackCoreOptions {
+  transport: Transport;
+  clock: Clock;
+  random: RandomSource;
+  log: Logger;
+  bonds: BondStore;
+  policy?: Partial<SmpPolicy>;
+  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
+  hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
+  /** SMP timeout (tests only; default 30 s). */
+  smpTimeoutMs?: number;
+}
+
+/** The driver on the transport and the device-wide Security Manager, shared by the peripheral and the central. */
+export function buildHciAndSecurity(o: StackCoreOptions): { hci: Hci; security: SecurityManager } {
+  const hci = new Hci(o.transport, {
+    ...o.hci,
+    clock: o.clock,
+    log: o.log.child({ layer: 'hci' }),
+    ...(o.trace ? { trace: o.trace } : {}),
+  });
+  const security = new SecurityManager({
+    bonds: o.bonds,
+    clock: o.clock,
+    random: o.random,
+    ...(o.policy ? { policy: o.policy } : {}),
+    ...(o.smpTimeoutMs !== undefined ? { timeoutMs: o.smpTimeoutMs } : {}),
+    log: o.log.child({ layer: 'smp' }),
+  });
+  return { hci, security };
 }
 
 /**

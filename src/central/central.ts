@@ -32,7 +32,7 @@ import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
 import type { BondStore, LocalIdentity } from '../bonds/types.js';
 import { generateIrk, generateRpa } from '../bonds/privacy.js';
-import { buildSmpLower } from '../host.js';
+import { buildHciAndSecurity, buildSmpLower } from '../host.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
@@ -268,20 +268,7 @@ export class Central extends TypedEmitter<CentralEvents> {
     super();
     this.opts = opts;
     this.log = opts.log;
-    this.hci = new Hci(opts.transport, {
-      ...opts.hci,
-      clock: opts.clock,
-      log: opts.log.child({ layer: 'hci' }),
-      ...(opts.trace ? { trace: opts.trace } : {}),
-    });
-    this.security = new SecurityManager({
-      bonds: opts.bonds,
-      clock: opts.clock,
-      random: opts.random,
-      ...(opts.policy ? { policy: opts.policy } : {}),
-      ...(opts.smpTimeoutMs !== undefined ? { timeoutMs: opts.smpTimeoutMs } : {}),
-      log: opts.log.child({ layer: 'smp' }),
-    });
+    ({ hci: this.hci, security: this.security } = buildHciAndSecurity(opts));
     this.hci.on('connected', (c) => this.onConnected(c));
     this.hci.on('connectionFailed', (f) => this.onConnectionFailed(f.status));
     this.hci.on('disconnected', (c, reason, name) => this.onDisconnected(c, reason, name));
