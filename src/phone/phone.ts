@@ -7,13 +7,8 @@
  *
  * It runs on the virtual air (scenarios) and on a real controller (`wearable-host phone --port`).
  *
- * Pairing Request shaping (a workaround until src/smp lets SmpPolicy carry these fields): the SMP
- * session sends key distribution 0x02/0x02 and AuthReq bonding|MITM|SC. On the wire this phone
- * sets the profile's key distribution bits; key distribution is not an input to f5/f6 so the DHKey
- * checks stay valid. The Pairing Response's EncKey and LinkKey bits are cleared before the session
- * sees them (with LE Secure Connections EncKey is ignored and LinkKey sends no PDU over LE). AuthReq
- * is an f6 input, so extra AuthReq bits (Android's CT2, 0x20) cannot be added here: Android goes out
- * with 0x0D instead of 0x2D, and the transcript says so.
+ * The Pairing Request is the profile's: its AuthReq bits (CT2, Keypress) and key distribution are
+ * SMP policy fields, so the SMP session sends them itself and feeds the same AuthReq to f6.
  */
 import { Central, CentralError, type CentralLink, type SmpTap } from '../central/central.js';
 import type { RemoteDatabase, CharacteristicView } from '../central/gatt-client.js';
@@ -98,7 +93,6 @@ export class SimulatedPhone extends TypedEmitter<SimulatedPhoneEvents> {
   private readonly log: Logger;
   private readonly cache = new Map<string, RemoteDatabase>();
   private readonly sessions = new Map<CentralLink, PhoneSession>();
-  private ct2Noted = false;
 
   constructor(opts: SimulatedPhoneOptions) {
     super();
@@ -111,6 +105,10 @@ export class SimulatedPhone extends TypedEmitter<SimulatedPhoneEvents> {
     const policy: Partial<SmpPolicy> = {
       ioCapability: p.pairingRequest.ioCapability as SmpPolicy['ioCapability'],
       bondable: (p.pairingRequest.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding,
+      ct2: (p.pairingRequest.authReq & AuthReq.Ct2) !== 0,
+      keypress: (p.pairingRequest.authReq & AuthReq.Keypress) !== 0,
+      initiatorKeyDistribution: p.pairingRequest.initiatorKeyDist,
+      responderKeyDistribution: p.pairingRequest.responderKeyDist,
       // Numeric Comparison (a peer with a display): the same user, the same answer.
       confirmNumericComparison: () => this.askUser().then((a) => a === 'accept'),
       requestPasskey: () => this.askUser().then(() => undefined),
@@ -239,17 +237,6 @@ export class SimulatedPhone extends TypedEmitter<SimulatedPhoneEvents> {
       }, this.user.thinkMs);
     });
   }
-
-  /** @internal one note per phone about the AuthReq bits the SMP layer cannot send yet. */
-  noteAuthReqGap(sent: number): void {
-    const wanted = this.profile.pairingRequest.authReq;
-    if (this.ct2Noted || sent === wanted) return;
-    this.ct2Noted = true;
-    this.record({
-      kind: 'note',
-      text: `${this.profile.label} sends AuthReq ${hex2(wanted)}; this simulation sends ${hex2(sent)} because src/smp cannot add ${hex2(wanted & ~sent)} yet (AuthReq is an input to the DHKey check values)`,
-    });
-  }
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -269,8 +256,6 @@ export class PhoneSession {
   private closeWaiters: (() => void)[] = [];
   private heldCheck: Uint8Array | undefined;
   private cancelPairing: ((e: PhoneError) => void) | undefined;
-  /** The key distribution our SMP session put in its Pairing Request (before shaping). */
-  private sessionKeyDist: { init: number; resp: number } | undefined;
   private legacyWaiter: ((pdu: SmpPdu) => void) | undefined;
   private legacyTimer: TimerHandle | undefined;
 
@@ -379,16 +364,6 @@ export class PhoneSession {
     if (pdu.type === 'securityRequest' && this.phone.bonds.resolve(this.link.peer) && !this.link.security.encrypted) {
       this.phone.record({ kind: 'encrypt-with-bond', why: 'security-request' });
     }
-    if (pdu.type === 'pairingResponse' && this.sessionKeyDist) {
-      // Undo the key distribution shaping for our session (see the file comment).
-      const mask = KeyDist.EncKey | KeyDist.LinkKey;
-      const init = pdu.initiatorKeyDist & (this.sessionKeyDist.init | ~mask);
-      const resp = pdu.responderKeyDist & (this.sessionKeyDist.resp | ~mask);
-      if (init !== pdu.initiatorKeyDist || resp !== pdu.responderKeyDist) {
-        this.link.smp.onPdu(encodeSmp({ ...pdu, initiatorKeyDist: init, responderKeyDist: resp }));
-        return false;
-      }
-    }
     return true;
   }
 
@@ -396,22 +371,14 @@ export class PhoneSession {
   onSmpOut(bytes: Uint8Array): Uint8Array | undefined {
     const d = decodeSmp(bytes);
     if (!d.ok) return bytes;
-    let pdu = d.pdu;
-    let out = bytes;
-    if (pdu.type === 'pairingRequest') {
-      const want = this.profile.pairingRequest;
-      this.sessionKeyDist = { init: pdu.initiatorKeyDist, resp: pdu.responderKeyDist };
-      pdu = { ...pdu, initiatorKeyDist: want.initiatorKeyDist, responderKeyDist: want.responderKeyDist };
-      out = encodeSmp(pdu);
-      this.phone.noteAuthReqGap(pdu.authReq);
-    }
+    const pdu = d.pdu;
     if (pdu.type === 'pairingDhKeyCheck' && this.link.smp.model === 'justWorks' && this.profile.promptPlacement === 'before-dhkey-check') {
-      this.heldCheck = out;
+      this.heldCheck = bytes;
       void this.phone.askUser().then((answer) => this.onPromptAnswer(answer));
       return undefined;
     }
     this.recordSmp('phone', pdu);
-    return out;
+    return bytes;
   }
 
   private onPromptAnswer(answer: PromptAnswer): void {

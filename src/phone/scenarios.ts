@@ -167,7 +167,6 @@ function firstPairingChecks(p: PhoneProfile, all: readonly ScenarioEvent[], n: n
   const ev = connectionEvents(all, n);
   const req = eventsOf(ev, 'smp').find((e) => e.from === 'phone' && e.pdu === 'pairingRequest');
   const want = p.pairingRequest;
-  const sendable = want.authReq & ~(AuthReq.Ct2 | AuthReq.Keypress);
   const mtu = eventsOf(ev, 'mtu')[0];
   const firstErr = eventsOf(ev, 'att-error')[0];
   const paired = eventsOf(ev, 'paired');
@@ -176,8 +175,8 @@ function firstPairingChecks(p: PhoneProfile, all: readonly ScenarioEvent[], n: n
   const hrNotifications = eventsOf(ev, 'notification').length;
   return [
     check(
-      `the phone's Pairing Request: IO ${hex2(want.ioCapability)}, AuthReq ${hex2(sendable)}, key distribution ${hex2(want.initiatorKeyDist)}/${hex2(want.responderKeyDist)}`,
-      !!req && req.ioCapability === want.ioCapability && req.authReq === sendable && req.initiatorKeyDist === want.initiatorKeyDist && req.responderKeyDist === want.responderKeyDist,
+      `the phone's Pairing Request: IO ${hex2(want.ioCapability)}, AuthReq ${hex2(want.authReq)}, key distribution ${hex2(want.initiatorKeyDist)}/${hex2(want.responderKeyDist)}`,
+      !!req && req.ioCapability === want.ioCapability && req.authReq === want.authReq && req.initiatorKeyDist === want.initiatorKeyDist && req.responderKeyDist === want.responderKeyDist,
       req ? `sent IO ${hex2(req.ioCapability ?? 0)}, AuthReq ${hex2(req.authReq ?? 0)}, key distribution ${hex2(req.initiatorKeyDist ?? 0)}/${hex2(req.responderKeyDist ?? 0)}` : 'no Pairing Request',
     ),
     check(`ATT MTU: the phone asked ${p.mtu}`, mtu?.asked === p.mtu && mtu.mtu === Math.min(p.mtu, 517), mtu ? `asked ${mtu.asked}, got ${mtu.mtu}` : 'no MTU exchange'),
