@@ -75,7 +75,7 @@ async function world(name: PhoneName, o: { overrides?: Partial<PhoneBehaviour>; 
   };
 }
 
-for (const [name, dist] of [['ios', 0x03], ['android', 0x0f]] as const) {
+for (const [name, dist, authReq] of [['ios', 0x03, 0x0d], ['android', 0x0f, 0x2d]] as const) {
   test(`${name}: the wearable receives key distribution 0x${dist.toString(16).padStart(2, '0')}/0x${dist.toString(16).padStart(2, '0')} and the pairing still completes (key distribution is not an f6 input)`, async () => {
     const w = await world(name);
     const s = await drive(w.clock, w.phone.connect({ name: 'Noira Band' }));
@@ -83,7 +83,7 @@ for (const [name, dist] of [['ios', 0x03], ['android', 0x0f]] as const) {
     const record = await drive(w.clock, s.read(HealthUuid.record));
     assert.equal(record.length, 0, 'no record yet: an empty value, read after pairing');
     assert.equal(w.requests.length, 1);
-    assert.deepEqual(w.requests[0], { ioCapability: 0x04, oobDataFlag: 0, authReq: 0x0d, maxKeySize: 16, initiatorKeyDist: dist, responderKeyDist: dist });
+    assert.deepEqual(w.requests[0], { ioCapability: 0x04, oobDataFlag: 0, authReq, maxKeySize: 16, initiatorKeyDist: dist, responderKeyDist: dist });
     assert.equal(s.link.security.level, 2);
     assert.equal(w.wearableBonds.list().length, 1);
     await w.close();

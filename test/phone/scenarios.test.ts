@@ -96,13 +96,12 @@ for (const scenario of SCENARIO_NAMES) {
   }
 }
 
-test("the phones' Pairing Requests carry the profile's IO capability and key distribution, and iOS's AuthReq 0x0d", async () => {
+test("the phones' Pairing Requests carry the profile's IO capability, AuthReq (iOS 0x0d, Android 0x2d with CT2) and key distribution", async () => {
   const ios = eventsOf((await result('ios', 'first-pairing')).events, 'smp').find((e) => e.pdu === 'pairingRequest');
   const android = eventsOf((await result('android', 'first-pairing')).events, 'smp').find((e) => e.pdu === 'pairingRequest');
   assert.deepEqual([ios?.ioCapability, ios?.authReq, ios?.initiatorKeyDist, ios?.responderKeyDist], [0x04, 0x0d, 0x03, 0x03]);
-  // Android's CT2 bit (0x2d) cannot be sent until src/smp supports it: the transcript notes it.
-  assert.deepEqual([android?.ioCapability, android?.authReq, android?.initiatorKeyDist, android?.responderKeyDist], [0x04, 0x0d, 0x0f, 0x0f]);
-  assert.ok(eventsOf((await result('android', 'first-pairing')).events, 'note').some((e) => /AuthReq 0x2d; this simulation sends 0x0d/.test(e.text)));
+  assert.deepEqual([android?.ioCapability, android?.authReq, android?.initiatorKeyDist, android?.responderKeyDist], [0x04, 0x2d, 0x0f, 0x0f]);
+  assert.ok(!eventsOf((await result('android', 'first-pairing')).events, 'note').some((e) => /AuthReq/.test(e.text)), 'no workaround note any more');
 });
 
 test('the MTU each phone asks for: iOS 185, Android 517', async () => {
