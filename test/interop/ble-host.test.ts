@@ -282,8 +282,8 @@ test("a simulated Android phone pairs with a ble-host peripheral: key distributi
     assert.deepEqual(requests[0]?.initKeyDistr, { encKey: true, idKey: true });
     const rsp = events.find((e) => e.kind === 'smp' && e.pdu === 'pairingResponse');
     assert.ok(rsp && rsp.kind === 'smp');
-    // ble-host grants EncKey too (0x03/0x03): LE Secure Connections ignores it, so no Encryption
-    // Information follows; the phone clears it before its SMP session checks the response.
+    // ble-host grants EncKey too (0x03/0x03): in LE Secure Connections the bit carries nothing (the
+    // LTK is derived), so no Encryption Information follows and our SMP ignores it.
     assert.deepEqual([rsp.initiatorKeyDist, rsp.responderKeyDist], [0x03, 0x03]);
     assert.deepEqual(smpTrail(events).filter((t) => t.includes('identity')), [
       'wearable:identityInformation',
