@@ -20,13 +20,19 @@
  *   drop the link.
  * - 3.4.2 Exchange MTU: ATT_MTU = min(Client Rx MTU, Server Rx MTU), the default 23 when the
  *   client offers less; applied right after our response is handed over.
- * - 3.4.7.1 Notifications and indications carry at most ATT_MTU-3 bytes of value.
+ * - 3.4.7.1 Notifications and indications carry at most ATT_MTU-3 bytes of value, and 3.2.9 no
+ *   attribute value is longer than 512 bytes: values are cut to min(ATT_MTU-3, 512).
+ *
+ * Costs on the notification path: one buffer per notification, allocated with room in front for
+ * the L2CAP, ACL and H:4 headers ({@link allocFixedChannelPdu}) so no layer below copies it; no
+ * closure per PDU. Debug logging is decided by a per-bearer flag (see {@link AttBearer.refreshLogLevel}).
  */
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { Fifo } from './fifo.js';
+import { allocFixedChannelPdu } from '../l2cap/connection.js';
 import {
   AttErrorCode,
   AttOpcode,
@@ -43,6 +49,7 @@ import {
 import {
   ATT_DEFAULT_MTU,
   ATT_MAX_MTU,
+  ATT_MAX_VALUE_LENGTH,
   ATT_TRANSACTION_TIMEOUT_MS,
   AttBearerError,
   type AttBearerCloseReason,
@@ -115,6 +122,9 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown } | undefined)?.then === 'function';
 }
 
+/** PDUs received or notified between two reads of the logger's level (see {@link AttBearer.refreshLogLevel}). */
+const LOG_LEVEL_REFRESH_INTERVAL = 64;
+
 /** Counters for diagnostics. */
 export interface AttBearerStats {
   requests: number;
@@ -151,6 +161,15 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   // Outgoing notifications.
   private notifyDepth = 0;
+  private readonly onNotificationSent = (): void => this.notificationDone();
+  private readonly onNotificationFailed = (err: unknown): never => {
+    this.notificationDone();
+    throw err;
+  };
+
+  /** Whether debug logging is on, read from the logger now and then rather than per PDU. */
+  private debug = false;
+  private pdusSinceLevelRead = 0;
 
   // Our requests as a client.
   private requestInFlight: PendingRequest | undefined;
@@ -179,6 +198,18 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     this.serverMtu = mtu;
     this.timeoutMs = opts.transactionTimeoutMs ?? ATT_TRANSACTION_TIMEOUT_MS;
     this.notifyLimit = opts.notifyQueueLimit ?? 256;
+    this.refreshLogLevel();
+  }
+
+  /**
+   * Reads the logger's level again. Asking a per-connection child logger on every PDU is a
+   * megamorphic call once there are many connections, so the bearer keeps the answer: it is read
+   * at construction and again after every {@link LOG_LEVEL_REFRESH_INTERVAL} PDUs received or
+   * notified. Call this after changing the level to apply it at once.
+   */
+  refreshLogLevel(): void {
+    this.debug = this.log.isLevelEnabled('debug');
+    this.pdusSinceLevelRead = 0;
   }
 
   /** Attaches the request handler (the ATT server). Without one, every request gets Request Not Supported. */
@@ -191,9 +222,9 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     return this._mtu;
   }
 
-  /** Largest value a notification or indication can carry now (ATT_MTU-3). */
+  /** Largest value a notification or indication can carry now: min(ATT_MTU-3, 512). */
   get maxNotificationValue(): number {
-    return this._mtu - 3;
+    return Math.min(this._mtu - 3, ATT_MAX_VALUE_LENGTH);
   }
 
   /** Whether the bearer is closed, and why. */
@@ -219,6 +250,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
    * buffer the caller will not reuse.
    */
   onPdu(bytes: Uint8Array): void {
+    if (++this.pdusSinceLevelRead >= LOG_LEVEL_REFRESH_INTERVAL) this.refreshLogLevel();
     if (this.closedReason) {
       this.log.debug({ opcode: bytes[0], closed: this.closedReason }, 'ATT PDU on a closed bearer dropped');
       return;
@@ -229,7 +261,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
       return;
     }
     const pdu = r.pdu;
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ dir: 'rx', pdu: formatAttPdu(pdu) }, 'ATT');
+    if (this.debug) this.log.debug({ dir: 'rx', pdu: formatAttPdu(pdu) }, 'ATT');
     if (bytes.length > this._mtu) {
       // No ATT PDU may exceed ATT_MTU (Core 5.4 Vol 3 Part F 3.2.8): a request that does is invalid.
       this.onUndecodable(bytes, r.spec.opcode, 'invalid', `${r.spec.name} is ${bytes.length} bytes, longer than ATT_MTU ${this._mtu}`);
@@ -241,6 +273,12 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
         return;
       case 'command':
         this.stats.commands++;
+        if (!this.busy && this.backlog.length === 0) {
+          // Nothing ahead of it: carry it out now, without a work item.
+          const r = this.executeCommand(pdu as AttCommand, bytes);
+          if (r) this.awaitWork(r);
+          return;
+        }
         this.submit({ kind: 'pdu', pdu: pdu as AttCommand, raw: bytes });
         return;
       case 'confirmation':
@@ -463,7 +501,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
   }
 
   private sendRaw(pdu: Uint8Array): void {
-    if (this.log.isLevelEnabled('debug')) {
+    if (this.debug) {
       const d = decodeAttPdu(pdu);
       this.log.debug({ dir: 'tx', pdu: d.ok ? formatAttPdu(d.pdu) : d.reason }, 'ATT');
     }
@@ -476,7 +514,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   /**
    * Sends ATT_HANDLE_VALUE_IND; resolves on the peer's confirmation. One indication is in flight at
-   * a time, the rest wait in order. The value is cut to ATT_MTU-3 bytes when sent.
+   * a time, the rest wait in order. The value is copied now and cut to min(ATT_MTU-3, 512) bytes when sent.
    * Rejects with {@link AttBearerError} if the bearer closes (timeout, disconnection) first.
    */
   indicate(handle: number, value: Uint8Array): Promise<void> {
@@ -490,8 +528,8 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   private sendIndication(entry: PendingIndication): void {
     this.indicationInFlight = entry;
-    const len = Math.min(entry.value.length, this._mtu - 3);
-    const pdu = new Uint8Array(3 + len);
+    const len = Math.min(entry.value.length, this.maxNotificationValue);
+    const pdu = allocFixedChannelPdu(3 + len);
     pdu[0] = AttOpcode.handleValueIndication;
     pdu[1] = entry.handle & 0xff;
     pdu[2] = entry.handle >> 8;
@@ -524,17 +562,19 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   /**
    * Sends ATT_HANDLE_VALUE_NTF; resolves when the PDU was handed to the controller, so an
-   * application awaiting it is paced by the link (back-pressure). The value is cut to ATT_MTU-3.
-   * Rejects with {@link AttBearerError} when the bearer is closed or `notifyQueueLimit`
-   * notifications are already waiting.
+   * application awaiting it is paced by the link (back-pressure). The value is cut to
+   * min(ATT_MTU-3, 512) bytes (Core 5.4 Vol 3 Part F 3.4.7.1, 3.2.9) and copied before notify()
+   * returns: the caller may reuse it at once. Rejects with {@link AttBearerError} when the bearer
+   * is closed or `notifyQueueLimit` notifications are already waiting.
    */
   notify(handle: number, value: Uint8Array): Promise<void> {
     if (this.closedReason) return Promise.reject(this.closedError());
     if (this.notifyDepth >= this.notifyLimit) {
       return Promise.reject(new AttBearerError('queue-full', `notification queue full (${this.notifyDepth} waiting for the controller) on ${this.lower.peer.address}: await notify() before sending more`));
     }
-    const len = Math.min(value.length, this._mtu - 3);
-    const pdu = new Uint8Array(3 + len);
+    const len = Math.min(value.length, this._mtu - 3, ATT_MAX_VALUE_LENGTH);
+    // Room in front for the headers below: L2CAP, ACL and H:4 write into it instead of copying.
+    const pdu = allocFixedChannelPdu(3 + len);
     pdu[0] = AttOpcode.handleValueNotification;
     pdu[1] = handle & 0xff;
     pdu[2] = handle >> 8;
@@ -542,14 +582,10 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     this.notifyDepth++;
     this.stats.notificationsSent++;
     if (this.listenerCount('notifyQueueDepth') > 0) this.emit('notifyQueueDepth', this.notifyDepth);
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ dir: 'tx', pdu: formatAttPdu({ type: 'handleValueNotification', handle, value: pdu.subarray(3) }) }, 'ATT');
-    return this.lower.send(pdu).then(
-      () => this.notificationDone(),
-      (err: unknown) => {
-        this.notificationDone();
-        throw err;
-      },
-    );
+    if (++this.pdusSinceLevelRead >= LOG_LEVEL_REFRESH_INTERVAL) this.refreshLogLevel();
+    if (this.debug) this.log.debug({ dir: 'tx', pdu: formatAttPdu({ type: 'handleValueNotification', handle, value: pdu.subarray(3) }) }, 'ATT');
+    // The PDU belongs to the layers below from here on.
+    return this.lower.send(pdu).then(this.onNotificationSent, this.onNotificationFailed);
   }
 
   private notificationDone(): void {

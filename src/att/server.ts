@@ -19,6 +19,13 @@
  *    `secureConnections`) -> 0x0C Encryption Key Size Too Short.
  * 5. Authorization required and refused by the application -> 0x08.
  * Every 0x05 and 0x0F sent is reported to `lower.onSecurityRejection`.
+ *
+ * Written values: a write handler (`onWrite`) gets a view of the received PDU's bytes, valid for
+ * the call (until the promise it returns settles): it must not modify it, and copies it if it
+ * keeps it. The server copies a value only where it stores it (as the attribute's value when the
+ * attribute has no read handler, and for 'written' listeners, who each get their own copy). A
+ * Write Command whose checks and handler are synchronous is carried out synchronously: no
+ * promise, no closure and no context object per PDU.
  */
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
@@ -96,6 +103,16 @@ export type AttServerEvents = {
   closed: [reason: AttBearerCloseReason];
 };
 
+/** A handler result that has to be awaited (what `await` would wait for). */
+function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+function ignoreResult(): void {}
+
+type WriteVia = NonNullable<AccessContext['via']>;
+const WRITE_VIA_INDEX: Readonly<Record<WriteVia, number>> = { writeRequest: 0, writeCommand: 1, signedWriteCommand: 2, executeWrite: 3 };
+
 interface PreparedWrite {
   readonly handle: number;
   readonly offset: number;
@@ -138,6 +155,8 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
   /** The client read the Database Hash while change-unaware. */
   private hashReadWhileUnaware = false;
   private readonly prepared: PreparedWrite[] = [];
+  /** Write contexts, one per attribute and way of writing, made on first use (they never change). */
+  private readonly writeContexts = new Map<number, AccessContext>();
   private preparedBytes = 0;
   private bondRestored = false;
   private serviceChangedDeferred = false;
@@ -418,15 +437,19 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     }
   }
 
-  /** Full check: permissions, security, then authorization. */
-  private async access(a: Attribute, op: 'read' | 'write', s: LinkSecurity = this.lower.security): Promise<number> {
+  /**
+   * Full check: permissions, security, then authorization. Synchronous unless an authorization
+   * hook answers with a promise.
+   */
+  private access(a: Attribute, op: 'read' | 'write', s: LinkSecurity = this.lower.security): number | Promise<number> {
     const code = this.securityCode(op === 'read' ? a.permissions.read : a.permissions.write, op, s);
     if (code !== 0) return code;
     if (op === 'read' ? a.permissions.authorizeRead : a.permissions.authorizeWrite) {
       const hook = a.authorize ?? this.authorizeHook;
       if (!hook) return AttErrorCode.insufficientAuthorization;
-      const ok = await hook({ op, handle: a.handle, attribute: a, connection: this });
-      if (!ok) return AttErrorCode.insufficientAuthorization;
+      const ok = hook({ op, handle: a.handle, attribute: a, connection: this });
+      if (isPromiseLike(ok)) return Promise.resolve(ok).then(authorizationCode);
+      return authorizationCode(ok);
     }
     return 0;
   }
@@ -449,8 +472,19 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     return encodeErrorResponse(opcode, handle, code);
   }
 
-  private ctx(handle: number, offset: number, via?: AccessContext['via']): AccessContext {
-    return via ? { handle, connection: this, offset, via } : { handle, connection: this, offset };
+  private ctx(handle: number, offset: number): AccessContext {
+    return { handle, connection: this, offset };
+  }
+
+  /** The context of a write (offset 0): the same frozen object for every write of `handle` made the same way. */
+  private writeContext(handle: number, via: WriteVia): AccessContext {
+    const key = handle * 4 + WRITE_VIA_INDEX[via];
+    let c = this.writeContexts.get(key);
+    if (!c) {
+      c = Object.freeze({ handle, connection: this, offset: 0, via });
+      this.writeContexts.set(key, c);
+    }
+    return c;
   }
 
   /** The attribute's current value for this connection. Throws AttError from read handlers. */
@@ -483,11 +517,13 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
   }
 
   /**
-   * Validates and applies a whole new value. Returns 0 or an ATT error code.
+   * Validates and applies a whole new value. Returns 0 or an ATT error code; a promise of it only
+   * when the write handler returns one.
    * Core 5.4 Vol 3 Part F 3.4.5.1: a fixed-length value takes a shorter write into its leading
    * bytes; a longer one is 0x0D; a variable-length value takes the new length up to its maximum.
+   * `value` is lent for the call (see the file comment): it is copied only where it is kept.
    */
-  private async applyWrite(a: Attribute, value: Uint8Array, via: NonNullable<AccessContext['via']>): Promise<number> {
+  private applyWrite(a: Attribute, value: Uint8Array, via: WriteVia): number | Promise<number> {
     if (a.fixedLength ? value.length > a.value.length : value.length > a.maxLength) return AttErrorCode.invalidAttributeValueLength;
     switch (a.kind) {
       case 'cccd': {
@@ -524,22 +560,32 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
           v = a.value.slice();
           v.set(value);
         }
-        if (a.onWrite) {
-          let r: void | number;
-          try {
-            r = await a.onWrite(v.slice(), this.ctx(a.handle, 0, via));
-          } catch (err) {
-            return this.handlerFailure(err, a.handle);
-          }
-          if (typeof r === 'number' && r !== 0) return r;
+        if (!a.onWrite) return this.storeWritten(a, v);
+        let r: ReturnType<NonNullable<Attribute['onWrite']>>;
+        try {
+          r = a.onWrite(v, this.writeContext(a.handle, via));
+        } catch (err) {
+          return this.handlerFailure(err, a.handle);
         }
-        if (!a.onRead) a.value = v.slice();
-        if (this.listenerCount('written') > 0) this.emit('written', a.handle, v.slice());
-        return 0;
+        if (isPromiseLike(r)) {
+          return Promise.resolve(r).then(
+            (code) => (typeof code === 'number' && code !== 0 ? code : this.storeWritten(a, v)),
+            (err: unknown) => this.handlerFailure(err, a.handle),
+          );
+        }
+        if (typeof r === 'number' && r !== 0) return r;
+        return this.storeWritten(a, v);
       }
       default:
         return AttErrorCode.writeNotPermitted;
     }
+  }
+
+  /** A value write the handler (if any) accepted: keep a copy when it is the stored value, tell 'written' listeners. Returns 0. */
+  private storeWritten(a: Attribute, v: Uint8Array): number {
+    if (!a.onRead) a.value = v.slice();
+    if (this.listenerCount('written') > 0) this.emit('written', a.handle, v.slice());
+    return 0;
   }
 
   // ---------------------------------------------------------------- requests
@@ -902,7 +948,8 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
 
   // ---------------------------------------------------------------- commands
 
-  async handleCommand(cmd: AttCommand, raw: Uint8Array): Promise<void> {
+  /** Carries out a command; synchronous (returns nothing) when the checks and the write handler are. */
+  handleCommand(cmd: AttCommand, raw: Uint8Array): void | Promise<void> {
     // Core 5.4 Vol 3 Part G 2.5.2.1: a change-unaware robust-caching client's commands are ignored.
     if (!this._changeAware && this.robustCaching) {
       this.log.debug({ peer: this.peer.address, command: cmd.type }, 'command from a change-unaware client ignored');
@@ -910,12 +957,18 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     }
     const a = this.db.attribute(cmd.handle);
     if (!a) return;
-    if (cmd.type === 'writeCommand') {
-      if ((await this.access(a, 'write')) !== 0) return;
-      await this.applyWrite(a, cmd.value, 'writeCommand');
-      return;
-    }
-    await this.signedWrite(a, cmd, raw);
+    if (cmd.type !== 'writeCommand') return this.signedWrite(a, cmd, raw);
+    const code = this.access(a, 'write');
+    if (typeof code !== 'number') return this.writeCommandAfter(code, a, cmd.value);
+    if (code !== 0) return;
+    const r = this.applyWrite(a, cmd.value, 'writeCommand');
+    if (typeof r !== 'number') return r.then(ignoreResult);
+  }
+
+  /** A Write Command whose authorization hook answered with a promise. */
+  private async writeCommandAfter(access: Promise<number>, a: Attribute, value: Uint8Array): Promise<void> {
+    if ((await access) !== 0) return;
+    await this.applyWrite(a, value, 'writeCommand');
   }
 
   /**
@@ -954,6 +1007,10 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     if ((await this.access(a, 'write', this.lower.security.encrypted ? this.lower.security : signedSecurity(bond))) !== 0) return;
     await this.applyWrite(a, cmd.value, 'signedWriteCommand');
   }
+}
+
+function authorizationCode(ok: boolean): number {
+  return ok ? 0 : AttErrorCode.insufficientAuthorization;
 }
 
 function sameRecord(a: Readonly<Record<number, number>>, b: Readonly<Record<number, number>>): boolean {

@@ -6,11 +6,57 @@
  * 0b00, then 0b01), and connections take turns one fragment at a time so a bulk transfer on one
  * link cannot starve another. Core 5.4 Vol 4 Part E 4.1.1 (data flow control), 5.4.2 (ACL packets).
  *
- * Costs: O(1) per fragment (one ring of ready links, one queue per link with a moving head); one
- * buffer per fragment (type byte + header + payload, written as one transport write).
+ * Costs: O(1) per fragment (one ring of ready links, one queue per link with a moving head). A
+ * frame that fits one fragment and was built in a {@link TxBuffer} with room in front goes out
+ * without a copy: the type byte and ACL header are written into that room and the transport gets a
+ * view of the whole packet. Any other fragment is copied into a new buffer (type byte + header +
+ * payload, written as one transport write).
  */
 import { H4Type } from './h4.js';
 import { AclBoundary } from './acl.js';
+
+/** Bytes in front of an L2CAP frame in an H:4 ACL packet: the type byte and the ACL header. Core 5.4 Vol 4 Part A 2, Part E 5.4.2. */
+export const ACL_TX_HEADROOM = 5;
+
+/**
+ * Memory for one outgoing packet, filled back to front so that no layer copies the bytes of the
+ * layer above. The layer that starts the packet allocates it with room in front of its PDU
+ * ({@link allocTx}); each layer below writes its header into that room ({@link claimHeadroom}).
+ *
+ * Ownership: `front` is where the bytes written so far begin. Only the view that starts at `front`
+ * and runs to the end of the buffer (the whole packet so far) can be widened, and widening moves
+ * `front`, so each header is written once, into bytes no one else has seen, and nothing is written
+ * into a buffer after it was handed to the transport (by then `front` is 0). A view handed to a
+ * lower layer belongs to it: the caller must not write to it any more.
+ */
+export class TxBuffer extends ArrayBuffer {
+  /** Offset of the first byte written so far; the bytes before it are free room. */
+  front: number;
+  constructor(headroom: number, length: number) {
+    super(headroom + length);
+    this.front = headroom;
+  }
+}
+
+/** A view of `length` bytes for a PDU, with `headroom` free bytes in front of it for the headers below. */
+export function allocTx(headroom: number, length: number): Uint8Array {
+  return new Uint8Array(new TxBuffer(headroom, length), headroom, length);
+}
+
+/**
+ * Widens `view` by `n` bytes in front, for a header the caller then writes there. Undefined (the
+ * caller copies instead) unless `view` is the whole content so far of a {@link TxBuffer} with at
+ * least `n` bytes of room: a view of anything else, a part of a packet, or a packet whose room was
+ * already taken is never written to.
+ */
+export function claimHeadroom(view: Uint8Array, n: number): Uint8Array | undefined {
+  const buf = view.buffer;
+  if (!(buf instanceof TxBuffer)) return undefined;
+  const front = view.byteOffset;
+  if (front !== buf.front || front < n || front + view.length !== buf.byteLength) return undefined;
+  buf.front = front - n;
+  return new Uint8Array(buf, front - n, n + view.length);
+}
 
 export interface AclTxStats {
   /** Credits free right now. */
@@ -109,7 +155,11 @@ export class AclScheduler {
     this.free = this.total;
   }
 
-  /** Queues an L2CAP frame; resolves once its last fragment was written to the transport. */
+  /**
+   * Queues an L2CAP frame; resolves once its last fragment was written to the transport. The frame
+   * belongs to the scheduler from then on: do not modify it (when it is the whole content of a
+   * {@link TxBuffer}, the packet headers are written in front of it and it is sent as is).
+   */
   send(handle: number, frame: Uint8Array, goneError: () => Error): Promise<void> {
     const link = this.links.get(handle);
     if (!link) return Promise.reject(goneError());
@@ -178,18 +228,23 @@ export class AclScheduler {
 
   private sendOne(link: TxLink): void {
     const item = link.queue[link.head] as TxItem;
+    const frame = item.frame;
     const first = item.offset === 0;
-    const n = Math.min(this.packetLength, item.frame.length - item.offset);
-    const pkt = new Uint8Array(5 + n);
+    const n = Math.min(this.packetLength, frame.length - item.offset);
+    // A whole frame in one fragment: write the headers in front of it when its buffer has room.
+    let pkt = first && n === frame.length ? claimHeadroom(frame, ACL_TX_HEADROOM) : undefined;
+    if (!pkt) {
+      pkt = new Uint8Array(ACL_TX_HEADROOM + n);
+      pkt.set(n === frame.length ? frame : frame.subarray(item.offset, item.offset + n), ACL_TX_HEADROOM);
+    }
     const flags = link.handle | ((first ? AclBoundary.FirstNonFlushable : AclBoundary.Continuing) << 12);
     pkt[0] = H4Type.Acl;
     pkt[1] = flags & 0xff;
     pkt[2] = flags >> 8;
     pkt[3] = n & 0xff;
     pkt[4] = n >> 8;
-    pkt.set(item.frame.subarray(item.offset, item.offset + n), 5);
     item.offset += n;
-    const last = item.offset >= item.frame.length;
+    const last = item.offset >= frame.length;
     if (last) {
       link.queue[link.head] = undefined as unknown as TxItem;
       link.head++;

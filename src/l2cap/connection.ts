@@ -8,6 +8,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { toHex } from '../util/bytes.js';
+import { ACL_TX_HEADROOM, allocTx, claimHeadroom } from '../hci/acl-tx.js';
 import {
   CreditBasedResult,
   LE_SIGNALING_MTU,
@@ -30,6 +31,21 @@ export const FixedCid = {
   LeSignaling: 0x0005,
   Smp: 0x0006,
 } as const;
+
+/** The basic-mode header: Length (2 octets) and Channel ID (2 octets). Core 5.4 Vol 3 Part A 3.1. */
+export const L2CAP_BASIC_HEADER = 4;
+
+/** Room an upper layer leaves in front of a PDU for the headers below it: H:4 type byte, ACL header, L2CAP basic header. */
+export const FIXED_CHANNEL_TX_HEADROOM = ACL_TX_HEADROOM + L2CAP_BASIC_HEADER;
+
+/**
+ * A buffer for one PDU of `length` bytes to send with {@link L2capConnection.sendFixed}, with room
+ * in front for the L2CAP, ACL and H:4 headers, so the PDU is never copied on its way to the
+ * transport. Write the PDU into it, then hand it over once; do not write to it afterwards.
+ */
+export function allocFixedChannelPdu(length: number): Uint8Array {
+  return allocTx(FIXED_CHANNEL_TX_HEADROOM, length);
+}
 
 /** SMP's MTU on LE Secure Connections. Core 5.4 Vol 3 Part H 3.2. */
 export const SMP_MTU = 65;
@@ -101,15 +117,24 @@ export class L2capConnection extends TypedEmitter<L2capEvents> {
     this.handlers.set(cid, handler);
   }
 
-  /** Sends `payload` on a fixed channel in one basic-mode frame. */
+  /**
+   * Sends `payload` on a fixed channel in one basic-mode frame; resolves when handed to the
+   * controller. The payload belongs to L2CAP from then on: do not modify it. A payload from
+   * {@link allocFixedChannelPdu} gets its header written in front of it (no copy); any other is
+   * copied once, into a frame with room for the ACL and H:4 headers.
+   */
   sendFixed(cid: number, payload: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`connection 0x${this.handle.toString(16)} is closed`));
-    const frame = new Uint8Array(4 + payload.length);
-    frame[0] = payload.length & 0xff;
-    frame[1] = payload.length >> 8;
+    const len = payload.length;
+    let frame = claimHeadroom(payload, L2CAP_BASIC_HEADER);
+    if (!frame) {
+      frame = allocTx(ACL_TX_HEADROOM, L2CAP_BASIC_HEADER + len);
+      frame.set(payload, L2CAP_BASIC_HEADER);
+    }
+    frame[0] = len & 0xff;
+    frame[1] = len >> 8;
     frame[2] = cid & 0xff;
     frame[3] = cid >> 8;
-    frame.set(payload, 4);
     return this.lower.send(frame);
   }
 
