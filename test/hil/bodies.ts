@@ -13,6 +13,7 @@ import { silentLogger, type Logger } from '../../src/util/log.js';
 import { bytesEqual, toHex } from '../../src/util/bytes.js';
 import { formatAddress, randomAddressKind } from '../../src/util/address.js';
 import type { Transport } from '../../src/hci/transport.js';
+import { openTransport } from '../../src/hci/open-transport.js';
 import { Hci, type PacketDirection } from '../../src/hci/driver.js';
 import type { ControllerInfo } from '../../src/hci/controller-info.js';
 import { H4Type } from '../../src/hci/h4.js';
@@ -302,4 +303,23 @@ export function soakResetsFromEnv(fallback: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`WEARABLE_HOST_SOAK_RESETS must be a positive whole number, got ${JSON.stringify(v)}`);
   return n;
+}
+
+/** Serial settings of the DKs from the environment: WEARABLE_HOST_BAUD (default 1000000), WEARABLE_HOST_RTSCTS=0 turns RTS/CTS off. */
+export function dkSerialOptionsFromEnv(): { baudRate: number; rtscts: boolean } {
+  const v = process.env['WEARABLE_HOST_BAUD'];
+  let baudRate = 1_000_000;
+  if (v !== undefined && v !== '') {
+    baudRate = Number(v);
+    if (!Number.isInteger(baudRate) || baudRate <= 0) throw new Error(`WEARABLE_HOST_BAUD must be a positive whole number, got ${JSON.stringify(v)}`);
+  }
+  return { baudRate, rtscts: process.env['WEARABLE_HOST_RTSCTS'] !== '0' };
+}
+
+/** Opens the DK on `port` (a serial path, or tcp://host:port) with the environment's serial settings; `label` names it in messages. */
+export function dkOpener(port: string, label = 'DK'): ControllerOpener {
+  return async () => {
+    const transport = await openTransport(port, dkSerialOptionsFromEnv());
+    return { transport, description: `${label} on ${transport.description}` };
+  };
 }
