@@ -253,7 +253,8 @@ export function printVerdict(v: Verdict, profile: PhoneProfile, print: (line: st
 type WearableEvent = ScenarioEvent extends infer E ? (E extends ScenarioEvent ? Omit<E, 'at'> : never) : never;
 
 /** The wearable's side of the story, from the Peripheral's and its SMP sessions' events. */
-function wireWearableEvents(p: Peripheral, record: (e: WearableEvent) => void): void {
+/** Records the wearable's side of a scenario (encryption, pairing, bonds, ATT errors) as scenario events. */
+export function wireWearableEvents(p: Peripheral, record: (e: WearableEvent) => void): void {
   p.hci.on('encryptionChanged', (_c, ch) => record({ kind: 'encryption', side: 'wearable', status: ch.status, enabled: ch.enabled }));
   p.on('connected', (link) => {
     const smp = link.smp;

@@ -26,7 +26,7 @@ import { SimulatedPhone } from '../../src/phone/phone.js';
 import { phoneProfile, type PhoneName, type PhoneProfile } from '../../src/phone/profiles.js';
 import { SCENARIOS, connectionEvents, type JudgeState, type ScenarioEnv, type ScenarioName } from '../../src/phone/scenarios.js';
 import { eventsOf, smpTrail, type ScenarioEvent } from '../../src/phone/events.js';
-import { judgeScenario, printVerdict, WEARABLE_NAME, type Verdict } from '../../src/phone/runner.js';
+import { judgeScenario, printVerdict, wireWearableEvents, WEARABLE_NAME, type Verdict } from '../../src/phone/runner.js';
 import { Transcript } from '../../src/phone/transcript.js';
 import { formatAddress, type Address } from '../../src/util/address.js';
 import { toHex } from '../../src/util/bytes.js';
@@ -143,30 +143,6 @@ export interface TwoDkRunSpec {
   readonly profile: PhoneName;
   /** On top of the scenario's own wearable policy (rePairing 'replace'). */
   readonly wearablePolicy?: Partial<SmpPolicy>;
-}
-
-type WearableEvent = ScenarioEvent extends infer E ? (E extends ScenarioEvent ? Omit<E, 'at'> : never) : never;
-
-/**
- * The wearable's side of the story from the Peripheral's and its SMP sessions' events, as
- * src/phone/runner.ts records it on the virtual air (its wiring is private there; this mirrors it).
- */
-function wireWearableEvents(p: Peripheral, record: (e: WearableEvent) => void): void {
-  p.hci.on('encryptionChanged', (_c, ch) => record({ kind: 'encryption', side: 'wearable', status: ch.status, enabled: ch.enabled }));
-  p.on('connected', (link) => {
-    const smp = link.smp;
-    const id = smp.peerIdentity;
-    if (id) record({ kind: 'identity-resolved', side: 'wearable', address: formatAddress(smp.peerAddress), identity: formatAddress(id), source: 'bond' });
-    smp.on('paired', (info) => record({ kind: 'paired', side: 'wearable', level: info.level, bonded: info.bonded, keySize: info.keySize }));
-    smp.on('pairingFailed', (f) => {
-      if (f.by !== 'disconnected') record({ kind: 'pairing-failed', side: 'wearable', reason: f.reason, by: f.by });
-    });
-    smp.on('bondSaved', (b) => record({ kind: 'bond-saved', side: 'wearable', peer: formatAddress(b.peer) }));
-    smp.on('ltkRequestUnknown', () => record({ kind: 'ltk-reply', positive: false }));
-    smp.on('identityResolved', (r) =>
-      record({ kind: 'identity-resolved', side: 'wearable', address: formatAddress(r.connectionAddress), identity: formatAddress(r.identity), source: r.source }),
-    );
-  });
 }
 
 function copyBonds(list: readonly BondRecord[]): BondRecord[] {
