@@ -19,6 +19,7 @@ export const SCENARIO_NAMES = [
   'reconnect',
   'peripheral-lost-bond',
   'phone-forgot-device',
+  'phone-forgot-device-replace',
   'security-request-ignored',
   'user-cancelled',
   'prompt-timeout',
@@ -338,6 +339,44 @@ export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioDef>> = {
     },
     advice: () =>
       'The wearable still holds the old bond and refuses to replace it (Zephyr-like default). Either remove it on the wearable (`wearable-host bonds remove <phone identity>`) and pair again, or run the wearable with `--repair replace` so a new pairing replaces the old bond once it succeeds.',
+  },
+
+  'phone-forgot-device-replace': {
+    name: 'phone-forgot-device-replace',
+    title: "the user forgot the wearable on the phone; the wearable runs with --repair replace",
+    needsWearable: false,
+    wearablePolicy: { rePairing: 'replace' },
+    expected: (p) =>
+      `${p.label} has no key any more, gets 0x0F, pairs, and the wearable (re-pairing policy 'replace') accepts: the new bond replaces the old one once pairing completed, and the read succeeds`,
+    run: async (env) => {
+      await firstSession(env);
+      const id = env.wearable?.identity ?? env.phone.bonds.list()[0]?.peer;
+      if (id) await env.phone.forget(id);
+      await env.sleep(2000);
+      env.note('second connection: the phone has no key, the wearable still has the bond');
+      let s: PhoneSession | undefined;
+      await attempt(env, async () => {
+        s = await env.run(env.phone.connect(env.target));
+        await env.run(s.discover());
+        await env.run(s.read(HealthUuid.record));
+      });
+      if (s?.open) await env.run(s.disconnect());
+    },
+    judge: (_p, events, state) => {
+      const ev = connectionEvents(events, 1);
+      const fail = eventsOf(ev, 'smp').find((e) => e.pdu === 'pairingFailed');
+      return [
+        check('the phone did not try to encrypt (it has no key)', eventsOf(ev, 'encrypt-with-bond').length === 0),
+        check('the wearable answered the protected read with 0x0F Insufficient Encryption (it still has a key)', eventsOf(ev, 'att-error').some((e) => e.code === 0x0f)),
+        check('the phone sent a Pairing Request', ev.some(isPairingRequest)),
+        check('no Pairing Failed', fail === undefined, fail ? `Pairing Failed ${hex2(fail.reason ?? 0)} from the ${fail.from}` : undefined),
+        check('both sides saved the new bond', eventsOf(ev, 'bond-saved').length >= 2 && state.phoneBonds === 1, `phone ${state.phoneBonds} bond(s)`),
+        check('the wearable holds one bond for the phone (the old one was replaced, not added)', (state.wearableBonds ?? 1) === 1),
+        check('the health record was read after pairing', eventsOf(ev, 'gatt').some((e) => e.op === 'read')),
+      ];
+    },
+    advice: () =>
+      "With --repair replace the wearable accepts a new pairing from a phone it already has a bond for, and replaces the old bond only after the new pairing completed. It cannot tell the real phone from a device claiming its identity (Level 2 has no authentication): combine it with --pairing-window.",
   },
 
   'security-request-ignored': {

@@ -57,6 +57,12 @@ const EXPECTED: Record<ScenarioName, (p: PhoneName) => Expect> = {
     enc: ['phone:0x00', 'wearable:0x00'],
     failures: ['wearable:local:0x03', 'phone:peer:0x03'],
   }),
+  'phone-forgot-device-replace': () => ({
+    smp: [...PAIRING, ...PAIRING],
+    att: [0x05, 0x0f],
+    enc: ['phone:0x00', 'wearable:0x00', 'phone:0x00', 'wearable:0x00'],
+    failures: [],
+  }),
   'security-request-ignored': (p) => ({
     smp: [p === 'ios' ? 'wearable:securityRequest(ignored)' : 'wearable:securityRequest', ...PAIRING],
     att: [0x05],
@@ -136,6 +142,7 @@ test("the wearable's capture of each scenario diagnoses as the situation it repr
     reconnect: [],
     'peripheral-lost-bond': ['phone-kept-stale-bond'],
     'phone-forgot-device': ['repairing-refused'],
+    'phone-forgot-device-replace': [],
     'security-request-ignored': [],
     'user-cancelled': ['pairing-cancelled'],
     'prompt-timeout': ['pairing-cancelled'],
