@@ -1,11 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AttBearer, type AttRequestHandler } from '../../src/att/bearer.js';
-import { AttBearerError } from '../../src/att/types.js';
+import { AttBearerError, type AttLower } from '../../src/att/types.js';
 import type { AttCommand, AttRequest } from '../../src/att/pdu.js';
+import { FIXED_CHANNEL_TX_HEADROOM, FixedCid, L2capConnection } from '../../src/l2cap/connection.js';
+import { TxBuffer } from '../../src/hci/acl-tx.js';
+import { BtsnoopWriter, readBtsnoop } from '../../src/hci/btsnoop.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
+import { silentLogger } from '../../src/util/log.js';
 import { fromHex, toHex } from '../../src/util/bytes.js';
-import { FakeLower, exchange } from './helpers.js';
+import { FakeLower, MutableSecurity, PEER, exchange } from './helpers.js';
+import { captureLogger, makeRig } from '../hci/fixtures/rig.js';
 
 /** A handler that answers every request with Write Response, or waits when told to. */
 class StubHandler implements AttRequestHandler {
@@ -266,4 +274,159 @@ test('a request longer than ATT_MTU is an Invalid PDU; a command longer than ATT
   assert.deepEqual(handler.log, ['req:writeRequest']);
   await exchange(bearer, lower, '02 0502');
   assert.equal(await exchange(bearer, lower, `12 0300 ${'00'.repeat(21)}`), '13');
+});
+
+test('notifications and indications carry at most 512 bytes of value, even when ATT_MTU-3 allows more (Vol 3 Part F 3.2.9)', async () => {
+  const { lower, bearer } = setup(517);
+  await exchange(bearer, lower, '02 0502');
+  assert.equal(bearer.mtu, 517);
+  assert.equal(bearer.maxNotificationValue, 512, 'min(ATT_MTU-3 = 514, 512)');
+  const value = Uint8Array.from({ length: 600 }, (_, i) => i & 0xff);
+  await bearer.notify(0x0010, value);
+  const [ntf] = lower.take();
+  assert.equal(ntf?.length, 2 * (3 + 512));
+  assert.equal(ntf, '1b1000' + toHex(value.subarray(0, 512)));
+  bearer.indicate(0x0011, value).catch(() => undefined);
+  await settle();
+  const [ind] = lower.take();
+  assert.equal(ind, '1d1100' + toHex(value.subarray(0, 512)));
+  // At ATT_MTU 247 the MTU is the tighter bound.
+  const small = setup(247);
+  await exchange(small.bearer, small.lower, '02 f700');
+  assert.equal(small.bearer.maxNotificationValue, 244);
+  await small.bearer.notify(0x0010, value);
+  assert.equal(small.lower.take()[0]?.length, 2 * 247);
+  bearer.onDisconnected();
+  small.bearer.onDisconnected();
+});
+
+test('a notification is built once, with room in front for the L2CAP, ACL and H:4 headers; the caller may reuse its value at once', async () => {
+  const given: Uint8Array[] = [];
+  const lower: AttLower = {
+    security: new MutableSecurity(),
+    peer: PEER,
+    peerIdentity: () => undefined,
+    send: (pdu) => {
+      given.push(pdu);
+      return Promise.resolve();
+    },
+  };
+  const bearer = new AttBearer({ lower, clock: new VirtualClock() });
+  const value = fromHex('0102');
+  const sent = bearer.notify(0x0010, value);
+  value.fill(0xee);
+  await sent;
+  const pdu = given[0] as Uint8Array;
+  assert.equal(toHex(pdu), '1b10000102', 'the value as it was when notify() was called');
+  assert.ok(pdu.buffer instanceof TxBuffer);
+  assert.equal(pdu.byteOffset, FIXED_CHANNEL_TX_HEADROOM);
+  assert.equal(pdu.buffer.byteLength, FIXED_CHANNEL_TX_HEADROOM + pdu.length, 'nothing but the headers and the PDU');
+});
+
+test('commands are carried out in arrival order: one arriving while an asynchronous handler runs waits for it', async () => {
+  const lower = new FakeLower();
+  const bearer = new AttBearer({ lower, clock: new VirtualClock() });
+  const log: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  bearer.setHandler({
+    handleRequest: () => Uint8Array.of(0x13),
+    handleCommand: (cmd) => {
+      if (cmd.type !== 'writeCommand') return undefined;
+      log.push(`start ${toHex(cmd.value)}`);
+      if (cmd.value[0] !== 0x01) return undefined;
+      return gate.then(() => void log.push('end 01'));
+    },
+  });
+  bearer.onPdu(fromHex('52 0300 02'));
+  assert.deepEqual(log, ['start 02'], 'a synchronous command with nothing ahead of it runs at once');
+  bearer.onPdu(fromHex('52 0300 01'));
+  bearer.onPdu(fromHex('52 0300 03'));
+  bearer.onPdu(fromHex('52 0300 04'));
+  await settle();
+  assert.deepEqual(log, ['start 02', 'start 01']);
+  open();
+  await settle();
+  assert.deepEqual(log, ['start 02', 'start 01', 'end 01', 'start 03', 'start 04']);
+  assert.equal(bearer.stats.commands, 4);
+  assert.deepEqual(lower.take(), []);
+});
+
+test('debug logging of our PDUs follows the logger level: at once after refreshLogLevel(), by itself within 64 PDUs', async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = captureLogger(lines, 'info');
+  const lower = new FakeLower();
+  const bearer = new AttBearer({ lower, clock: new VirtualClock(), log });
+  const atts = (): Record<string, unknown>[] => lines.filter((l) => l.msg === 'ATT');
+  await bearer.notify(0x0010, Uint8Array.of(1));
+  await settle();
+  assert.equal(atts().length, 0);
+  log.level = 'debug';
+  for (let i = 0; i < 64; i++) await bearer.notify(0x0010, Uint8Array.of(2));
+  await settle();
+  assert.ok(atts().length >= 1, 'logged within 64 notifications of the change');
+  const first = atts()[0] as { dir: string; pdu: unknown };
+  assert.equal(first.dir, 'tx');
+  assert.equal(first.pdu, 'ATT_HANDLE_VALUE_NTF handle=0x0010 value=02');
+  log.level = 'info';
+  bearer.refreshLogLevel();
+  lines.length = 0;
+  await bearer.notify(0x0010, Uint8Array.of(3));
+  bearer.onPdu(fromHex('52 0300 01'));
+  await settle();
+  assert.equal(atts().length, 0, 'off at once after refreshLogLevel()');
+  log.level = 'debug';
+  bearer.refreshLogLevel();
+  bearer.onPdu(fromHex('52 0300 01'));
+  await settle();
+  assert.deepEqual(atts().map((l) => l.dir), ['rx']);
+});
+
+test('through L2CAP and the HCI driver a notification is one whole H:4 packet on the transport, in the packet event and in btsnoop, never changed after hand-over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wh-att-notify-'));
+  const file = join(dir, 'trace.btsnoop');
+  const rig = makeRig({ leBuffers: { length: 251, count: 2 }, autoCompletePackets: true });
+  const writer = BtsnoopWriter.open(file, { clock: rig.clock });
+  try {
+    rig.hci.on('packet', (d, pkt) => writer.write(d, pkt, 0));
+    await rig.hci.init();
+    await rig.ctrl.connect({ handle: 0x0040 });
+    await settle();
+    const seen: { pkt: Uint8Array; at: string }[] = [];
+    rig.hci.on('packet', (d, pkt) => {
+      if (d === 'sent' && pkt[0] === 0x02) seen.push({ pkt, at: toHex(pkt) });
+    });
+    const l2 = new L2capConnection({ handle: 0x0040, role: 'peripheral', clock: rig.clock, log: silentLogger(), lower: { send: (f) => rig.hci.sendAcl(0x0040, f) } });
+    const lower: AttLower = { security: new MutableSecurity(), peer: PEER, peerIdentity: () => undefined, send: (pdu) => l2.sendFixed(FixedCid.Att, pdu) };
+    const bearer = new AttBearer({ lower, clock: rig.clock });
+    // 20 bytes (ATT_MTU 23): the same array refilled between calls; 5 notifications for 2 controller buffers.
+    const value = new Uint8Array(20);
+    const sends: Promise<void>[] = [];
+    for (let i = 1; i <= 5; i++) {
+      value.fill(i);
+      sends.push(bearer.notify(0x0012, value));
+    }
+    await Promise.all(sends);
+    await settle();
+    writer.close();
+    const expected = [1, 2, 3, 4, 5].map((i) => '02' + '4000' + '1b00' + '1700' + '0400' + '1b1200' + toHex(new Uint8Array(20).fill(i)));
+    assert.deepEqual(seen.map((s) => s.at), expected, 'what the packet event saw when each packet was written');
+    assert.deepEqual(seen.map((s) => toHex(s.pkt)), expected, 'and no packet changed afterwards');
+    assert.ok(
+      seen.every((s) => s.pkt.buffer instanceof TxBuffer && s.pkt.byteOffset === 0 && s.pkt.length === s.pkt.buffer.byteLength),
+      'each packet is the buffer the bearer allocated, headers written in front (no copies below ATT)',
+    );
+    assert.deepEqual(rig.ctrl.aclPackets.map((p) => toHex(p.raw)), expected, 'what the controller received');
+    const trace = readBtsnoop(new Uint8Array(readFileSync(file)));
+    assert.deepEqual(
+      trace.records.filter((r) => r.direction === 'sent' && r.packet[0] === 0x02).map((r) => toHex(r.packet)),
+      expected,
+      'what the btsnoop file holds',
+    );
+    assert.equal(rig.ctrl.aclOverflows, 0);
+  } finally {
+    writer.close();
+    await rig.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -7,7 +7,7 @@ import { AttServer } from '../../src/att/server.js';
 import { AttBearerError } from '../../src/att/types.js';
 import { decodeAttPdu, type AttPdu } from '../../src/att/pdu.js';
 import { attSignature, verifySignedWrite } from '../../src/att/signing.js';
-import { buildGattDatabase, type GattDatabase } from '../../src/gatt/database.js';
+import { buildGattDatabase, type AccessContext, type GattDatabase } from '../../src/gatt/database.js';
 import { Uuid } from '../../src/gatt/uuid.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
@@ -506,4 +506,101 @@ test('a read handler that throws AttError answers with its code; any other failu
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('a'))}`), `010a${h16(db.handle('a'))}81`);
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('b'))}`), '010a00000e');
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('c'))}`), '0b00');
+});
+
+/** A database with one Write Without Response / Write characteristic whose handler is `onWrite`, readable, with no read handler. */
+function writeSink(onWrite: (v: Uint8Array, ctx: AccessContext) => void | number | Promise<void | number>, authorizeWrite = false) {
+  const db = buildGattDatabase({
+    gap: { deviceName: 'wh-test' },
+    services: [
+      {
+        uuid: CUSTOM,
+        characteristics: [
+          { uuid: LONG, id: 'sink', properties: ['read', 'write', 'writeWithoutResponse'], permissions: { authorizeWrite }, maxLength: 64, onWrite },
+        ],
+      },
+    ],
+  });
+  const lower = new FakeLower();
+  return { db, lower, h: db.handle('sink') };
+}
+
+test('a Write Command with synchronous checks and handler is carried out before onPdu returns; the handler gets a view of the received bytes, the stored value is a copy', async () => {
+  const calls: { v: Uint8Array; hex: string; ctx: AccessContext }[] = [];
+  const { db, lower, h } = writeSink((v, ctx) => void calls.push({ v, hex: toHex(v), ctx }));
+  const server = new AttServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
+  const written: Uint8Array[] = [];
+  server.on('written', (_h, v) => written.push(v));
+  const raw = fromHex(`52${h16(h)}010203`);
+  server.onPdu(raw);
+  assert.equal(calls.length, 1, 'done synchronously');
+  const c = calls[0] as { v: Uint8Array; hex: string; ctx: AccessContext };
+  assert.equal(c.hex, '010203');
+  assert.equal(c.v.buffer, raw.buffer, 'the handler reads the received PDU in place (no copy)');
+  assert.deepEqual({ handle: c.ctx.handle, offset: c.ctx.offset, via: c.ctx.via }, { handle: h, offset: 0, via: 'writeCommand' });
+  assert.equal(c.ctx.connection, server);
+  assert.equal(toHex(db.value('sink')), '010203');
+  assert.notEqual(db.value('sink').buffer, raw.buffer, 'the stored value is the server\'s own copy');
+  assert.equal(written.length, 1);
+  assert.notEqual(written[0]?.buffer, raw.buffer, "'written' listeners get their own copy");
+  raw.fill(0xee);
+  assert.equal(toHex(db.value('sink')), '010203');
+  assert.equal(toHex(written[0] as Uint8Array), '010203');
+  assert.equal(await exchange(server, lower, `0a${h16(h)}`), '0b010203', 'reads serve the stored copy');
+});
+
+test('write contexts: one frozen object per attribute and way of writing, the same for every write', async () => {
+  const ctxs: AccessContext[] = [];
+  const { db, lower, h } = writeSink((_v, ctx) => void ctxs.push(ctx));
+  const server = new AttServer({ db, lower, clock: new VirtualClock() });
+  server.onPdu(fromHex(`52${h16(h)}01`));
+  server.onPdu(fromHex(`52${h16(h)}02`));
+  assert.equal(await exchange(server, lower, `12${h16(h)}03`), '13');
+  assert.equal(ctxs.length, 3);
+  assert.equal(ctxs[0], ctxs[1]);
+  assert.notEqual(ctxs[2], ctxs[0]);
+  assert.deepEqual(ctxs.map((c) => c.via), ['writeCommand', 'writeCommand', 'writeRequest']);
+  assert.ok(ctxs.every((c) => Object.isFrozen(c)));
+});
+
+test('an asynchronous write handler is awaited: the value is stored after it accepts; its error code refuses a Write Request; a rejection is Unlikely Error', async () => {
+  let answer: () => void | number = () => undefined;
+  let open!: () => void;
+  let gate = new Promise<void>((r) => (open = r));
+  const { db, lower, h } = writeSink(async () => {
+    await gate;
+    return answer();
+  });
+  const server = new AttServer({ db, lower, clock: new VirtualClock() });
+  server.onPdu(fromHex(`52${h16(h)}aa`));
+  await settle();
+  assert.equal(db.value('sink').length, 0, 'not stored before the handler accepted');
+  open();
+  await settle();
+  assert.equal(toHex(db.value('sink')), 'aa');
+  gate = Promise.resolve();
+  answer = () => 0x80;
+  assert.equal(await exchange(server, lower, `12${h16(h)}bb`), `0112${h16(h)}80`);
+  assert.equal(toHex(db.value('sink')), 'aa', 'a refused write is not stored');
+  answer = () => {
+    throw new Error('boom');
+  };
+  assert.equal(await exchange(server, lower, `12${h16(h)}cc`), '011200000e', 'Unlikely Error with handle 0x0000');
+  assert.equal(toHex(db.value('sink')), 'aa');
+});
+
+test('a Write Command to an attribute that needs authorization waits for an asynchronous hook: refused is ignored, allowed is written', async () => {
+  const got: string[] = [];
+  const { db, lower, h } = writeSink((v) => void got.push(toHex(v)), true);
+  let allow = false;
+  const server = new AttServer({ db, lower, clock: new VirtualClock(), authorize: async () => allow });
+  server.onPdu(fromHex(`52${h16(h)}01`));
+  await settle();
+  assert.deepEqual(got, []);
+  allow = true;
+  server.onPdu(fromHex(`52${h16(h)}02`));
+  await settle();
+  assert.deepEqual(got, ['02']);
+  assert.equal(toHex(db.value('sink')), '02');
+  assert.deepEqual(lower.take(), [], 'commands are never answered');
 });

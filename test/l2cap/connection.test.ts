@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { L2capConnection, FixedCid } from '../../src/l2cap/connection.js';
+import { L2capConnection, FixedCid, FIXED_CHANNEL_TX_HEADROOM, allocFixedChannelPdu } from '../../src/l2cap/connection.js';
+import { ACL_TX_HEADROOM, TxBuffer } from '../../src/hci/acl-tx.js';
 import { decodeSignaling, encodeSignaling, type SignalingPdu } from '../../src/l2cap/signaling-pdu.js';
 import { checkAppleConnectionParameters, DEFAULT_PERIPHERAL_PARAMETERS } from '../../src/l2cap/conn-params.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -56,6 +57,58 @@ test('sendFixed builds a basic-mode header in front of the payload', async () =>
   const { l2, sent } = setup();
   await l2.sendFixed(FixedCid.Att, fromHex('1b0300aa'));
   assert.deepEqual(sent, ['040004001b0300aa']);
+});
+
+/** An L2CAP connection whose lower layer keeps the frames it is given (by reference) and their bytes at that moment. */
+function framesSetup() {
+  const frames: { frame: Uint8Array; at: string }[] = [];
+  const l2 = new L2capConnection({
+    handle: 0x40,
+    role: 'peripheral',
+    clock: new VirtualClock(),
+    log: silentLogger(),
+    lower: { send: async (f) => void frames.push({ frame: f, at: toHex(f) }) },
+  });
+  return { l2, frames };
+}
+
+test('sendFixed writes the header in front of a PDU from allocFixedChannelPdu: no copy, room left for ACL and H:4', async () => {
+  const { l2, frames } = framesSetup();
+  assert.equal(FIXED_CHANNEL_TX_HEADROOM, 9);
+  const pdu = allocFixedChannelPdu(4);
+  pdu.set(fromHex('1b0300aa'));
+  await l2.sendFixed(FixedCid.Att, pdu);
+  const f = frames[0]?.frame as Uint8Array;
+  assert.equal(f.buffer, pdu.buffer, 'the frame is the PDU\'s own buffer');
+  assert.equal(f.byteOffset, ACL_TX_HEADROOM, 'room for the type byte and ACL header is still in front');
+  assert.equal(toHex(f), '040004001b0300aa');
+  assert.equal((f.buffer as TxBuffer).front, ACL_TX_HEADROOM);
+});
+
+test('sendFixed copies any other payload once, into a frame with room for ACL and H:4, and never writes the caller\'s buffer', async () => {
+  const { l2, frames } = framesSetup();
+  const backing = fromHex('ffffffff 0b0d');
+  const payload = backing.subarray(4);
+  await l2.sendFixed(FixedCid.Smp, payload);
+  const f = frames[0]?.frame as Uint8Array;
+  assert.ok(f.buffer instanceof TxBuffer);
+  assert.equal(f.byteOffset, ACL_TX_HEADROOM);
+  assert.equal(toHex(f), '020006000b0d');
+  assert.equal(toHex(backing), 'ffffffff0b0d', 'the bytes in front of the caller\'s view are untouched');
+});
+
+test('a PDU sent twice: the second frame is a copy and the first frame, already handed on, does not change', async () => {
+  const { l2, frames } = framesSetup();
+  const pdu = allocFixedChannelPdu(3);
+  pdu.set(fromHex('0a0300'));
+  await l2.sendFixed(FixedCid.Att, pdu);
+  await l2.sendFixed(FixedCid.Smp, pdu);
+  const [first, second] = frames as [{ frame: Uint8Array; at: string }, { frame: Uint8Array; at: string }];
+  assert.equal(first.frame.buffer, pdu.buffer);
+  assert.notEqual(second.frame.buffer, pdu.buffer);
+  assert.equal(second.at, '030006000a0300');
+  assert.equal(toHex(first.frame), first.at);
+  assert.equal(first.at, '030004000a0300');
 });
 
 test('an unknown signaling command is answered with Command Reject "not understood"', () => {
