@@ -128,6 +128,7 @@ export function evaluateConnection(timeline: Timeline, conn: ConnectionRecord, o
     wakeAt: opts.wakeAt ?? (() => undefined),
   };
   const found: Finding[] = [];
+  const superseded = new Set<string>();
   for (const rule of rules) {
     let hits;
     try {
@@ -137,6 +138,7 @@ export function evaluateConnection(timeline: Timeline, conn: ConnectionRecord, o
       hits = [{ evidence: [], severity: 'hint' as const, detail: `internal error in rule ${rule.id}: ${err instanceof Error ? err.message : String(err)}` }];
     }
     for (const h of hits) {
+      if (!h.tentative) for (const id of rule.supersedes ?? []) superseded.add(id);
       const first = h.evidence[0];
       found.push({
         rule: rule.id,
@@ -152,8 +154,6 @@ export function evaluateConnection(timeline: Timeline, conn: ConnectionRecord, o
       });
     }
   }
-  const superseded = new Set<string>();
-  for (const f of found) for (const s of rules.find((r) => r.id === f.rule)?.supersedes ?? []) superseded.add(s);
   return found.filter((f) => !superseded.has(f.rule));
 }
 

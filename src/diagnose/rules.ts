@@ -49,6 +49,11 @@ export interface RuleHit {
   readonly severity?: Severity;
   /** Tells several hits of one rule on one connection apart; default: the first evidence packet. */
   readonly key?: string;
+  /**
+   * The capture also allows another explanation: the rules this one supersedes still report, so
+   * the user sees both readings.
+   */
+  readonly tentative?: boolean;
 }
 
 /** Everything a predicate may read. */
@@ -267,12 +272,22 @@ const rpaNotResolved: RuleDef = {
     if (req) evidence.push(ev(req));
     evidence.push(ev(treatedAsNew));
     const how = peer.identitySource === 'trace-irk' ? 'an IRK distributed earlier in this capture' : "the host's bond store";
-    return [
-      {
-        evidence,
-        detail: `${addressText(peer.onAir)} resolves to ${peer.identity.address} (${peer.identity.type}) with ${how}, yet the controller reported it unresolved and the accessory ${neg ? 'had no key for it' : 'answered 0x05 as for an unknown device'}.`,
-      },
-    ];
+    const detail = `${addressText(peer.onAir)} resolves to ${peer.identity.address} (${peer.identity.type}) with ${how}, yet the controller reported it unresolved and the accessory ${neg ? 'had no key for it' : 'answered 0x05 as for an unknown device'}.`;
+    // An IRK seen only in SMP earlier in the capture proves the accessory knew the phone then, not
+    // that it still holds the bond: it may have lost it since (bond file deleted, host reinstalled),
+    // which looks the same on the wire. The host's own bond store, or the IRK it loaded into the
+    // controller's resolving list, is proof that it should have resolved the address.
+    if (peer.identitySource === 'trace-irk' && peer.irkVia !== 'resolving-list') {
+      return [
+        {
+          evidence,
+          severity: 'warning',
+          tentative: true,
+          detail: `${detail} Either the accessory failed to resolve the address, or it lost the bond after the pairing in this capture (then see the stale-bond finding); the capture alone cannot tell which.`,
+        },
+      ];
+    }
+    return [{ evidence, detail }];
   },
 };
 
