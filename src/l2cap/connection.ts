@@ -119,9 +119,9 @@ export class L2capConnection extends TypedEmitter<L2capEvents> {
 
   /**
    * Sends `payload` on a fixed channel in one basic-mode frame; resolves when handed to the
-   * controller. The payload belongs to L2CAP from then on: do not modify it. A payload from
-   * {@link allocFixedChannelPdu} gets its header written in front of it (no copy); any other is
-   * copied once, into a frame with room for the ACL and H:4 headers.
+   * controller. A payload from {@link allocFixedChannelPdu} gets its header written in front of it
+   * (no copy) and belongs to L2CAP from then on: do not modify it. Any other payload is copied
+   * before this returns, into a frame with room for the ACL and H:4 headers; the caller may reuse it.
    */
   sendFixed(cid: number, payload: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`connection 0x${this.handle.toString(16)} is closed`));
