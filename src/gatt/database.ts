@@ -97,7 +97,10 @@ export interface AccessContext {
 
 /** Returns the whole current value (the server slices it for Read Blob). */
 export type ReadHandler = (ctx: AccessContext) => Uint8Array | Promise<Uint8Array>;
-/** Accepts a whole new value; returns nothing to accept it or an ATT error code (0x80..0x9F application, 0x13, 0xFC..0xFF) to refuse. */
+/**
+ * Accepts a whole new value; returns nothing to accept it or an ATT error code (0x80..0x9F
+ * application, 0x13, 0xFC..0xFF) to refuse. `value` is lent for the call: copy it to keep it.
+ */
 export type WriteHandler = (value: Uint8Array, ctx: AccessContext) => void | number | Promise<void | number>;
 
 export interface AuthorizationRequest {

@@ -847,7 +847,11 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   // ---------------------------------------------------------------------------------------------
   // ACL
 
-  /** Sends an L2CAP frame (basic header included) on a connection; resolves once the last fragment was written. */
+  /**
+   * Sends an L2CAP frame (basic header included) on a connection; resolves once the last fragment
+   * was written. The frame is taken over (a single-fragment frame with headroom goes out in place):
+   * do not modify it after the call.
+   */
   sendAcl(handle: number, l2capFrame: Uint8Array): Promise<void> {
     return this.aclTx.send(handle, l2capFrame, () => new HciError(undefined, 0, {
       kind: 'disconnected',
