@@ -233,6 +233,22 @@ function forgetAdvice(p: PhoneProfile): string {
 
 // ------------------------------------------------------------------ the scenarios
 
+/** Both forgot-device scenarios: a first pairing, the phone forgets the wearable, comes back and reads the record. */
+async function forgotDeviceRun(env: ScenarioEnv): Promise<void> {
+  await firstSession(env);
+  const id = env.wearable?.identity ?? env.phone.bonds.list()[0]?.peer;
+  if (id) await env.phone.forget(id);
+  await env.sleep(2000);
+  env.note('second connection: the phone has no key, the wearable still has the bond');
+  let s: PhoneSession | undefined;
+  await attempt(env, async () => {
+    s = await env.run(env.phone.connect(env.target));
+    await env.run(s.discover());
+    await env.run(s.read(HealthUuid.record));
+  });
+  if (s?.open) await env.run(s.disconnect());
+}
+
 export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioDef>> = {
   'first-pairing': {
     name: 'first-pairing',
@@ -311,20 +327,7 @@ export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioDef>> = {
     needsWearable: false,
     expected: (p) =>
       `${p.label} has no key any more, connects from an address the wearable still resolves to the old bond, gets 0x0F, pairs, and the wearable (re-pairing policy 'reject') refuses with Pairing Failed 0x03`,
-    run: async (env) => {
-      await firstSession(env);
-      const id = env.wearable?.identity ?? env.phone.bonds.list()[0]?.peer;
-      if (id) await env.phone.forget(id);
-      await env.sleep(2000);
-      env.note('second connection: the phone has no key, the wearable still has the bond');
-      let s: PhoneSession | undefined;
-      await attempt(env, async () => {
-        s = await env.run(env.phone.connect(env.target));
-        await env.run(s.discover());
-        await env.run(s.read(HealthUuid.record));
-      });
-      if (s?.open) await env.run(s.disconnect());
-    },
+    run: forgotDeviceRun,
     judge: (_p, events, state) => {
       const ev = connectionEvents(events, 1);
       const fail = eventsOf(ev, 'smp').find((e) => e.from === 'wearable' && e.pdu === 'pairingFailed');
@@ -348,20 +351,7 @@ export const SCENARIOS: Readonly<Record<ScenarioName, ScenarioDef>> = {
     wearablePolicy: { rePairing: 'replace' },
     expected: (p) =>
       `${p.label} has no key any more, gets 0x0F, pairs, and the wearable (re-pairing policy 'replace') accepts: the new bond replaces the old one once pairing completed, and the read succeeds`,
-    run: async (env) => {
-      await firstSession(env);
-      const id = env.wearable?.identity ?? env.phone.bonds.list()[0]?.peer;
-      if (id) await env.phone.forget(id);
-      await env.sleep(2000);
-      env.note('second connection: the phone has no key, the wearable still has the bond');
-      let s: PhoneSession | undefined;
-      await attempt(env, async () => {
-        s = await env.run(env.phone.connect(env.target));
-        await env.run(s.discover());
-        await env.run(s.read(HealthUuid.record));
-      });
-      if (s?.open) await env.run(s.disconnect());
-    },
+    run: forgotDeviceRun,
     judge: (_p, events, state) => {
       const ev = connectionEvents(events, 1);
       const fail = eventsOf(ev, 'smp').find((e) => e.pdu === 'pairingFailed');

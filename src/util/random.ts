@@ -1,7 +1,7 @@
 /**
  * Injected randomness. Production code uses {@link osRandom} (the OS CSPRNG through
- * WebCrypto); tests and the deterministic simulator use {@link seededRandom}. Nothing in
- * src uses Math.random.
+ * WebCrypto); tests and the deterministic simulator use {@link seededRandom}. No code in
+ * src calls the non-cryptographic Math random generator (a test scans for it).
  */
 import { createHash, getRandomValues } from 'node:crypto';
 
