@@ -20,6 +20,7 @@ import type { GattDatabase } from './gatt/database.js';
 import type { BondStore, LocalIdentity } from './bonds/types.js';
 import { generateIrk } from './bonds/privacy.js';
 import { RpaRotator } from './privacy/rpa-rotation.js';
+import { controllerSupportsResolvingList, loadResolvingList } from './privacy/resolving-list.js';
 import type { Address } from './util/address.js';
 import { formatAddress } from './util/address.js';
 import type { Clock, TimerHandle } from './util/clock.js';
@@ -82,6 +83,12 @@ export interface PeripheralOptions {
    * rotated every `rpaTimeoutS` seconds (default 900); the identity is distributed at pairing.
    */
   privacy?: { rpaTimeoutS?: number } | false;
+  /**
+   * Load bonded peers' IRKs into the controller's resolving list (LL privacy) at start, after
+   * each bonded pairing and after a controller reset, when the controller supports it. The host
+   * resolves phones' addresses itself either way; this lets the controller do it too.
+   */
+  resolvingList?: boolean;
 }
 
 /**
@@ -151,9 +158,49 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.advertiser.on('stopped', () => this.emit('advertising', false));
     this.advertiser.on('error', (err) => this.log.warn({ err }, `advertising on ${this.hci.port} failed; it is retried on the next disconnection`));
     this.advertisingWanted = true;
+    if (this.opts.resolvingList) await this.startResolvingList(info, this.advertiser, this.localIdentity);
     if (this.opts.privacy) await this.startPrivacy(this.advertiser, this.localIdentity);
     await this.advertiser.start();
     return info;
+  }
+
+  /**
+   * Loads the resolving list now (advertising is not on yet) and again, with advertising paused
+   * around it, after every bonded pairing and controller reset. Updates never overlap.
+   */
+  private async startResolvingList(info: ControllerInfo, advertiser: Advertiser, id: LocalIdentity): Promise<void> {
+    if (!controllerSupportsResolvingList(info)) {
+      this.log.warn(`the controller on ${this.hci.port} has no LL privacy resolving list; the host resolves phone addresses itself`);
+      return;
+    }
+    const log = this.log.child({ layer: 'privacy' });
+    const load = (pause: boolean): Promise<void> =>
+      loadResolvingList((name, params) => this.hci.command(name, params), this.opts.bonds.list(), {
+        localIrk: id.irk,
+        setPrivacyMode: info.supports('LeSetPrivacyMode'),
+        log,
+        ...(pause
+          ? {
+              pause: {
+                pauseAdvertising: async () => {
+                  const wanted = this.advertisingWanted;
+                  await advertiser.stop();
+                  return wanted;
+                },
+                resumeAdvertising: () => (this.advertisingWanted ? advertiser.start() : Promise.resolve()),
+              },
+            }
+          : {}),
+      }).then((r) => log.info({ loaded: r.loaded.length, skipped: r.skipped.length, size: r.size }, `resolving list: ${r.loaded.length} bonded peer(s) loaded`));
+    let chain = load(false).catch((err: unknown) => log.warn({ err }, 'could not load the controller resolving list; the host still resolves addresses'));
+    await chain;
+    const reload = (why: string): void => {
+      chain = chain
+        .then(() => (this.stopped ? undefined : load(true)))
+        .catch((err: unknown) => log.warn({ err, why }, 'could not update the controller resolving list; the host still resolves addresses'));
+    };
+    this.on('paired', (_link, p) => p.bonded && reload('bonded pairing'));
+    this.hci.on('reinitialised', () => reload('controller reset'));
   }
 
   /** The RPA in use now, when privacy is on. */

@@ -13,6 +13,7 @@ import { SecurityManager } from '../src/smp/security-manager.js';
 import { buildSmpLower } from '../src/host.js';
 import { buildGattDatabase } from '../src/gatt/database.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
+import { generateIrk } from '../src/bonds/privacy.js';
 import { VirtualAir } from '../src/sim/air.js';
 import { VirtualClock } from '../src/util/clock.js';
 import { seededRandom } from '../src/util/random.js';
@@ -32,12 +33,13 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   return watched;
 }
 
-async function world(privacy = false) {
+async function world(privacy = false, resolvingList = false) {
   const clock = new VirtualClock();
   const air = new VirtualAir({ clock, seed: 'host-e2e', log });
   const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
   const [hostB, ctrlB] = createMemoryTransportPair('central-host', 'central-ctrl');
-  air.createController({ name: 'periph', seed: 'p' }).attach(ctrlA);
+  const periphController = air.createController({ name: 'periph', seed: 'p' });
+  periphController.attach(ctrlA);
   air.createController({ name: 'central', seed: 'c' }).attach(ctrlB);
   const db = buildGattDatabase({
     gap: { deviceName: 'Noira Band' },
@@ -52,10 +54,10 @@ async function world(privacy = false) {
     ],
   });
   const periphBonds = new MemoryBondStore();
-  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false, ...(privacy ? { privacy: { rpaTimeoutS: 900 } } : {}) });
+  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false, ...(privacy ? { privacy: { rpaTimeoutS: 900 } } : {}), ...(resolvingList ? { resolvingList: true } : {}) });
   const centralBonds = new MemoryBondStore();
   const hci = new Hci(hostB, { clock, log });
-  return { clock, air, peripheral, hci, db, periphBonds, centralBonds };
+  return { clock, air, peripheral, hci, db, periphBonds, centralBonds, periphController };
 }
 
 /** Connects the central to the peripheral and builds its L2CAP + SMP; ATT stays raw. */
@@ -158,6 +160,30 @@ test('with --privacy the peripheral is reached on rotating private addresses and
   assert.equal(second.smp.encryptWithBond(), true, 'the central resolves the new RPA to its bond with our IRK');
   assert.ok(await w.clock.runUntil(() => second.smp.encrypted, 5000), 're-encrypted without pairing');
   assert.equal(pairings, 0);
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
+
+test('with --resolving-list the bonded phone\'s IRK is loaded into the controller after pairing, with advertising resumed', async () => {
+  const w = await world(false, true);
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  assert.equal(w.periphController.resolvingList.size, 0, 'no bonds yet: an empty list');
+  // A phone distributes its IRK with its identity: give the test central one.
+  await w.centralBonds.setLocalIdentity({ address: w.hci.info!.identityAddress, irk: generateIrk(seededRandom('central-irk')) });
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+  const first = await connect(w, security);
+  await drive(w.clock, first.smp.pair());
+  assert.ok(await w.clock.runUntil(() => w.periphBonds.list().length === 1, 5000), 'the wearable stored the bond');
+  const centralIdentity = w.periphBonds.list()[0]!.peer;
+  assert.ok(await w.clock.runUntil(() => w.periphController.resolvingList.size === 1, 5000), 'the bonded peer was added');
+  const [key, entry] = [...w.periphController.resolvingList.entries()][0]!;
+  assert.match(key, new RegExp(centralIdentity.address, 'i'));
+  assert.equal(toHex(entry.peerIrk), toHex(w.periphBonds.list()[0]!.peerIrk!));
+  assert.equal(toHex(entry.localIrk), toHex(w.peripheral.identity!.irk));
+  await drive(w.clock, w.hci.disconnect(first.c.handle));
+  assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0 && w.peripheral.advertising, 5000), 'advertising again after the update');
   await drive(w.clock, w.peripheral.stop());
   w.hci.close();
   w.air.close();

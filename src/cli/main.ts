@@ -57,6 +57,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--io-capability <cap>', 'SMP IO capability (no-input-no-output gives Just Works, level 2)').choices(IO_CAPABILITY_NAMES).default('no-input-no-output'))
     .option('--allow-debug-keys', 'accept peers using the spec\'s debug P-256 key (sniffable pairing; never in the field)')
     .option('--privacy [seconds]', 'advertise and connect from resolvable private addresses, rotated every N seconds (default 900)')
+    .option('--resolving-list', 'also load bonded phones\' IRKs into the controller\'s resolving list (LL privacy), when it has one')
     .option('--mix-controller-rng', 'mix the controller\'s LE Rand (TRNG) output into the OS CSPRNG')
     .option('--no-simulated-values', 'do not feed the profile simulated heart rate, battery and health records (the host has no sensors)')
     .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')

@@ -72,6 +72,7 @@ export interface MainCliOptions {
   mixControllerRng?: boolean;
   /** `--privacy` alone is true; `--privacy 600` is the period. */
   privacy?: boolean | string;
+  resolvingList?: boolean;
   connParams: boolean;
   /** --no-simulated-values turns it off. */
   simulatedValues: boolean;

@@ -44,6 +44,7 @@ export interface WearableSettings {
   connParams: boolean;
   /** RPA rotation period in seconds when --privacy is on. */
   privacyS: number | undefined;
+  resolvingList: boolean;
 }
 
 export function parseWearableSettings(o: MainCliOptions): WearableSettings {
@@ -58,6 +59,7 @@ export function parseWearableSettings(o: MainCliOptions): WearableSettings {
     pairingWindowS,
     mixControllerRng: o.mixControllerRng ?? false,
     connParams: o.connParams,
+    resolvingList: o.resolvingList ?? false,
     privacyS:
       o.privacy === undefined || o.privacy === false
         ? undefined
@@ -177,6 +179,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       trace: onPacket,
       ...(settings.connParams ? {} : { connectionParameters: false as const }),
       ...(settings.privacyS !== undefined ? { privacy: { rpaTimeoutS: settings.privacyS } } : {}),
+      ...(settings.resolvingList ? { resolvingList: true } : {}),
       ...o.peripheral,
     });
     const p = peripheral;
