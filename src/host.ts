@@ -191,7 +191,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
               },
             }
           : {}),
-      }).then((r) => log.info({ loaded: r.loaded.length, skipped: r.skipped.length, size: r.size }, `resolving list: ${r.loaded.length} bonded peer(s) loaded`));
+      }).then(() => undefined);
     let chain = load(false).catch((err: unknown) => log.warn({ err }, 'could not load the controller resolving list; the host still resolves addresses'));
     await chain;
     const reload = (why: string): void => {
