@@ -179,18 +179,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
         localIrk: id.irk,
         setPrivacyMode: info.supports('LeSetPrivacyMode'),
         log,
-        ...(pause
-          ? {
-              pause: {
-                pauseAdvertising: async () => {
-                  const wanted = this.advertisingWanted;
-                  await advertiser.stop();
-                  return wanted;
-                },
-                resumeAdvertising: () => (this.advertisingWanted ? advertiser.start() : Promise.resolve()),
-              },
-            }
-          : {}),
+        ...(pause ? { pause: this.advertisingPause(advertiser) } : {}),
       }).then(() => undefined);
     let chain = load(false).catch((err: unknown) => log.warn({ err }, 'could not load the controller resolving list; the host still resolves addresses'));
     await chain;
@@ -201,6 +190,21 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     };
     this.on('paired', (_link, p) => p.bonded && reload('bonded pairing'));
     this.hci.on('reinitialised', () => reload('controller reset'));
+  }
+
+  /**
+   * Stops advertising around a change the controller refuses while advertising (random address,
+   * resolving list), and resumes it only if it is still wanted.
+   */
+  private advertisingPause(advertiser: Advertiser): { pauseAdvertising(): Promise<boolean>; resumeAdvertising(): Promise<void> } {
+    return {
+      pauseAdvertising: async () => {
+        const wanted = this.advertisingWanted;
+        await advertiser.stop();
+        return wanted;
+      },
+      resumeAdvertising: () => (this.advertisingWanted ? advertiser.start() : Promise.resolve()),
+    };
   }
 
   /** The RPA in use now, when privacy is on. */
@@ -225,12 +229,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
         setRandomAddress: async (address) => {
           await this.hci.command('LeSetRandomAddress', { address });
         },
-        pauseAdvertising: async () => {
-          const wanted = this.advertisingWanted;
-          await advertiser.stop();
-          return wanted;
-        },
-        resumeAdvertising: () => (this.advertisingWanted ? advertiser.start() : Promise.resolve()),
+        ...this.advertisingPause(advertiser),
       },
     });
     rotator.on('error', (err) => this.log.warn({ err }, 'private address rotation failed; the previous address stays in use'));
