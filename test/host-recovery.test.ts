@@ -1,0 +1,73 @@
+/**
+ * The composition root across controller faults: a Hardware Error mid-run re-initialises the
+ * controller; the wearable drops the links the controller lost, keeps its identity and its bonds,
+ * and advertises again. Runs against the scripted nRF5340 hci_uart controller.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Peripheral } from '../src/host.js';
+import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
+import { buildGattDatabase } from '../src/gatt/database.js';
+import { MemoryBondStore } from '../src/bonds/memory.js';
+import { VirtualClock } from '../src/util/clock.js';
+import { seededRandom } from '../src/util/random.js';
+import { silentLogger } from '../src/util/log.js';
+import { fromHex } from '../src/util/bytes.js';
+import { ScriptedController, DK_STATIC_ADDRESS } from './hci/fixtures/scripted-controller.js';
+import type { BondRecord } from '../src/bonds/types.js';
+
+async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
+  let settled = false;
+  const watched = p.finally(() => {
+    settled = true;
+  });
+  await clock.runUntil(() => settled, maxMs);
+  return watched;
+}
+
+const PHONE = { type: 'random' as const, address: 'C4:12:34:56:78:9A' };
+
+test('a Hardware Error mid-run: the controller is reset and brought up again, the lost link is dropped, identity and bonds are kept, advertising resumes', async () => {
+  const clock = new VirtualClock();
+  const [host, far] = createMemoryTransportPair('wearable', 'scripted-dk');
+  const ctrl = new ScriptedController(far, { clock });
+  const bond: BondRecord = {
+    peer: PHONE,
+    ltk: fromHex('11'.repeat(16)),
+    ediv: 0,
+    rand: 0n,
+    keySize: 16,
+    authenticated: false,
+    secureConnections: true,
+    cccd: {},
+    gatt: { clientFeatures: 0, changeAware: true },
+    createdAt: '2026-01-01T00:00:00.000Z',
+    lastSeenAt: '2026-01-01T00:00:00.000Z',
+  };
+  const bonds = new MemoryBondStore({ bonds: [bond] });
+  const db = buildGattDatabase({ services: [{ uuid: 0x180f, characteristics: [{ uuid: 0x2a19, properties: ['read'], value: Uint8Array.of(90) }] }] });
+  const p = new Peripheral({ transport: host, clock, random: seededRandom('recovery'), log: silentLogger(), bonds, db, connectionParameters: false });
+  await drive(clock, p.start());
+  const identity = p.identity;
+  assert.equal(identity?.address.address, DK_STATIC_ADDRESS);
+  assert.ok(p.advertising);
+
+  await drive(clock, ctrl.connect({ handle: 0x40, peer: PHONE }));
+  assert.equal(p.connections.length, 1);
+  const disconnected: number[] = [];
+  p.on('disconnected', (_l, reason) => disconnected.push(reason));
+
+  const resetsBefore = ctrl.commands.filter((c) => c.name === 'Reset').length;
+  const enablesBefore = ctrl.commands.filter((c) => c.name === 'LeSetAdvertisingEnable').length;
+  await drive(clock, ctrl.hardwareError(0x01));
+  assert.ok(await clock.runUntil(() => ctrl.commands.filter((c) => c.name === 'LeSetAdvertisingEnable').length > enablesBefore, 10_000), 'advertising enabled again');
+  assert.equal(ctrl.commands.filter((c) => c.name === 'Reset').length, resetsBefore + 1, 'one HCI Reset re-initialised the controller');
+  assert.equal(p.connections.length, 0, 'the link the controller lost is gone');
+  assert.deepEqual(disconnected, [0x03], 'reported with reason 0x03 Hardware Failure');
+  assert.deepEqual(p.identity, identity, 'same identity');
+  assert.equal(bonds.list().length, 1, 'the bond is kept');
+  assert.ok(p.advertising, 'advertising again');
+  const setAddr = ctrl.commands.filter((c) => c.name === 'LeSetRandomAddress').at(-1);
+  assert.deepEqual(setAddr?.params, { address: DK_STATIC_ADDRESS }, 'the static identity address is set again after the reset');
+  await drive(clock, p.stop());
+});
