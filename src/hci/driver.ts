@@ -643,9 +643,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       kind: 'timeout',
       port: this.port,
       message:
-        `The controller on ${this.port} did not answer HCI Reset (${this.resetAttempts} attempts, ${this.resetTimeoutMs} ms each). ` +
-        `Is hci_uart flashed on the nRF5340 network core (board nrf5340dk/nrf5340/cpunet)? Is ${this.port} the right port (the DK's first /dev/ttyACM)? ` +
-        `The link must run at 1000000 baud with RTS/CTS flow control. ${SILENT_CONTROLLER_CHECKS}`,
+        `The controller on ${this.port} did not answer HCI Reset (${this.resetAttempts} attempts, ${this.resetTimeoutMs} ms each). ${SILENT_CONTROLLER_CHECKS}`,
     });
   }
 
