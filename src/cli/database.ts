@@ -60,7 +60,7 @@ export async function loadDatabase(o: LoadDatabaseOptions): Promise<LoadedDataba
     ...(profile
       ? {
           startSimulation: () => {
-            feeder ??= new SimulatedFeeder(profile, o.clock);
+            feeder ??= new SimulatedFeeder(profile, o.clock, { initialRecord: true });
             feeder.start();
           },
           stopSimulation: () => feeder?.stop(),

@@ -356,6 +356,8 @@ export interface SimulatedFeederOptions {
   recordIntervalMs?: number;
   /** Jitter source; default a fixed seed so runs repeat. */
   random?: RandomSource;
+  /** Append one health record at start, so a client that connects at once has one to read. Default false. */
+  initialRecord?: boolean;
 }
 
 /**
@@ -389,6 +391,14 @@ export class SimulatedFeeder {
     this.schedule(0, this.opts.heartRateIntervalMs ?? 1000, () => this.heartRateTick());
     this.schedule(1, this.opts.batteryIntervalMs ?? 60_000, () => this.batteryTick());
     this.schedule(2, this.opts.recordIntervalMs ?? 30_000, () => this.recordTick());
+    if (this.opts.initialRecord) {
+      this.busy[2] = true;
+      this.recordTick()
+        .catch(() => undefined)
+        .finally(() => {
+          this.busy[2] = false;
+        });
+    }
   }
 
   stop(): void {

@@ -218,3 +218,18 @@ test('the feeder skips a tick whose previous update is still waiting for the lin
   lower.release();
   server.onDisconnected();
 });
+
+test('the feeder with initialRecord appends one health record at start, then one every 30 s', async () => {
+  const p = new WearableProfile();
+  const clock = new VirtualClock();
+  const feeder = new SimulatedFeeder(p, clock, { initialRecord: true });
+  feeder.start();
+  await clock.advance(0);
+  assert.equal(p.healthRecords.length, 1, 'a record to read right away');
+  const rec = JSON.parse(new TextDecoder().decode(p.healthRecords[0])) as { t: string };
+  assert.equal(rec.t, '2026-01-01T00:00:00.000Z');
+  await clock.advance(30_000);
+  assert.equal(p.healthRecords.length, 2);
+  feeder.stop();
+  assert.equal(clock.pendingCount, 0);
+});
