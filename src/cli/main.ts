@@ -38,7 +38,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions();
   addPortOptions(program, 'the DK\'s serial port (/dev/serial/by-id/..., /dev/ttyACM0) or tcp://host:port');
   program
-    .option('--sim', 'run the wearable and a simulated phone on the embedded virtual air and print the session (default without --port)')
+    .option('--sim', 'run the wearable and a simulated phone on the embedded virtual air and print the session (default without --port); each scenario sets its own wearable options, the ones below apply to --port runs')
     .option('--name <name>', 'complete local name advertised and in the GAP Device Name', 'Noira Band')
     .option('--btsnoop <file>', 'record every HCI packet to a btsnoop file (Wireshark, tshark, btmon -r)')
     .option('--bonds <file>', 'bond store (JSON); default $XDG_STATE_HOME/wearable-host/bonds.json')
