@@ -10,7 +10,7 @@ import type { HciConnection } from './hci/connection.js';
 import type { ControllerInfo } from './hci/controller-info.js';
 import { Advertiser, DEFAULT_DEVICE_NAME } from './hci/advertiser.js';
 import { HciStatus } from './hci/status.js';
-import { L2capConnection, FixedCid } from './l2cap/connection.js';
+import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU } from './l2cap/connection.js';
 import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2cap/conn-params.js';
 import { SecurityManager } from './smp/security-manager.js';
 import type { SmpSession } from './smp/pairing.js';
@@ -298,6 +298,9 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
       return;
     }
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
+    // No valid frame on our fixed channels is longer than an ATT PDU at our MTU (SMP: 65, signaling:
+    // 23): the driver stops reassembling beyond that instead of buffering up to 64 KiB.
+    this.hci.setRxFrameLimit(c.handle, L2CAP_BASIC_HEADER + Math.max(this.opts.mtu ?? 517, SMP_MTU));
     const l2cap = new L2capConnection({
       handle: c.handle,
       role: 'peripheral',

@@ -71,3 +71,24 @@ test('a Hardware Error mid-run: the controller is reset and brought up again, th
   assert.deepEqual(setAddr?.params, { address: DK_STATIC_ADDRESS }, 'the static identity address is set again after the reset');
   await drive(clock, p.stop());
 });
+
+test('a peer cannot make the wearable buffer an L2CAP frame longer than its largest ATT PDU: reassembly stops and the frame is dropped', async () => {
+  const clock = new VirtualClock();
+  const [host, far] = createMemoryTransportPair('wearable', 'scripted-dk');
+  const ctrl = new ScriptedController(far, { clock });
+  const db = buildGattDatabase({ services: [] });
+  const p = new Peripheral({ transport: host, clock, random: seededRandom('bounds'), log: silentLogger(), bonds: new MemoryBondStore(), db, mtu: 247, connectionParameters: false });
+  await drive(clock, p.start());
+  await drive(clock, ctrl.connect({ handle: 0x40, peer: PHONE }));
+  const dropsBefore = p.hci.aclStats().rx.dropped;
+  // A first fragment announcing a 4000-byte ATT frame (limit: 4 + 247).
+  await drive(clock, ctrl.sendAcl(0x40, 0b10, fromHex('a00f0400' + '0a'.repeat(20))));
+  assert.ok(await clock.runUntil(() => p.hci.aclStats().rx.dropped > dropsBefore, 1000), 'the oversized frame was dropped at its first fragment');
+  // The link still works: a normal Read Request is answered.
+  await drive(clock, ctrl.sendAcl(0x40, 0b10, fromHex('030004000a0100')));
+  assert.ok(await clock.runUntil(() => ctrl.aclPackets.length > 0, 1000), 'the next request is answered');
+  const rsp = ctrl.aclPackets[0]!.data;
+  // L2CAP header, then ATT Read Response (0x0b) with the GAP service declaration's value, 0x1800.
+  assert.equal(Buffer.from(rsp).toString('hex'), '030004000b0018');
+  await drive(clock, p.stop());
+});

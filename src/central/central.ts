@@ -23,7 +23,7 @@ import type { ControllerInfo } from '../hci/controller-info.js';
 import { AdvertisingReportType } from '../hci/events.js';
 import { parseAdvertisement, type ParsedAdvertisement } from '../hci/advertising.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';
-import { L2capConnection, FixedCid } from '../l2cap/connection.js';
+import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
 import { SecurityManager } from '../smp/security-manager.js';
 import type { SmpSession } from '../smp/pairing.js';
@@ -549,6 +549,8 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   private buildLink(c: HciConnection): CentralLink {
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
+    // Reassembly bounded by the largest valid fixed-channel frame (ATT at our MTU; SMP 65; signaling 23).
+    this.hci.setRxFrameLimit(c.handle, L2CAP_BASIC_HEADER + Math.max(this.opts.mtu ?? 517, SMP_MTU));
     const l2cap = new L2capConnection({
       handle: c.handle,
       role: 'central',
