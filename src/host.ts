@@ -10,7 +10,7 @@ import type { HciConnection } from './hci/connection.js';
 import type { ControllerInfo } from './hci/controller-info.js';
 import { Advertiser, DEFAULT_DEVICE_NAME } from './hci/advertiser.js';
 import { HciStatus } from './hci/status.js';
-import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU } from './l2cap/connection.js';
+import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU, type L2capOptions } from './l2cap/connection.js';
 import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2cap/conn-params.js';
 import { SecurityManager } from './smp/security-manager.js';
 import type { SmpSession } from './smp/pairing.js';
@@ -298,17 +298,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
       return;
     }
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
-    // No valid frame on our fixed channels is longer than an ATT PDU at our MTU (SMP: 65, signaling:
-    // 23): the driver stops reassembling beyond that instead of buffering up to 64 KiB.
-    this.hci.setRxFrameLimit(c.handle, L2CAP_BASIC_HEADER + Math.max(this.opts.mtu ?? 517, SMP_MTU));
-    const l2cap = new L2capConnection({
-      handle: c.handle,
-      role: 'peripheral',
-      lower: { send: (frame) => this.hci.sendAcl(c.handle, frame) },
-      clock: this.opts.clock,
-      log: log.child({ layer: 'l2cap' }),
-      attMtu: this.opts.mtu ?? 517,
-    });
+    const l2cap = openL2cap(this.hci, c, { clock: this.opts.clock, log, mtu: this.opts.mtu ?? 517 });
     const smpLower = buildSmpLower(this.hci, c, l2cap, this.localAddressFor());
     const smp = this.security.createSession(smpLower);
     // Resolve the peer's identity from the bonds before the ATT server asks for it (its caching
@@ -424,6 +414,28 @@ export function buildHciAndSecurity(o: StackCoreOptions): { hci: Hci; security: 
     log: o.log.child({ layer: 'smp' }),
   });
   return { hci, security };
+}
+
+/**
+ * L2CAP on a new connection, for either role. The driver's reassembly is bounded by the largest
+ * valid frame on our fixed channels: an ATT PDU at our MTU (SMP: 65, signaling: 23), so a peer
+ * cannot make it buffer up to 64 KiB.
+ */
+export function openL2cap(
+  hci: Hci,
+  c: HciConnection,
+  o: { clock: Clock; log: Logger; mtu: number; onParameterUpdateRequest?: L2capOptions['onParameterUpdateRequest'] },
+): L2capConnection {
+  hci.setRxFrameLimit(c.handle, L2CAP_BASIC_HEADER + Math.max(o.mtu, SMP_MTU));
+  return new L2capConnection({
+    handle: c.handle,
+    role: c.role,
+    lower: { send: (frame) => hci.sendAcl(c.handle, frame) },
+    clock: o.clock,
+    log: o.log.child({ layer: 'l2cap' }),
+    attMtu: o.mtu,
+    ...(o.onParameterUpdateRequest ? { onParameterUpdateRequest: o.onParameterUpdateRequest } : {}),
+  });
 }
 
 /**

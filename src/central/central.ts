@@ -23,7 +23,7 @@ import type { ControllerInfo } from '../hci/controller-info.js';
 import { AdvertisingReportType } from '../hci/events.js';
 import { parseAdvertisement, type ParsedAdvertisement } from '../hci/advertising.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';
-import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU } from '../l2cap/connection.js';
+import { FixedCid, type L2capConnection } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
 import { SecurityManager } from '../smp/security-manager.js';
 import type { SmpSession } from '../smp/pairing.js';
@@ -32,7 +32,7 @@ import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
 import type { BondStore, LocalIdentity } from '../bonds/types.js';
 import { generateIrk, generateRpa } from '../bonds/privacy.js';
-import { buildHciAndSecurity, buildSmpLower } from '../host.js';
+import { buildHciAndSecurity, buildSmpLower, openL2cap } from '../host.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
@@ -549,15 +549,10 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   private buildLink(c: HciConnection): CentralLink {
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
-    // Reassembly bounded by the largest valid fixed-channel frame (ATT at our MTU; SMP 65; signaling 23).
-    this.hci.setRxFrameLimit(c.handle, L2CAP_BASIC_HEADER + Math.max(this.opts.mtu ?? 517, SMP_MTU));
-    const l2cap = new L2capConnection({
-      handle: c.handle,
-      role: 'central',
-      lower: { send: (frame) => this.hci.sendAcl(c.handle, frame) },
+    const l2cap = openL2cap(this.hci, c, {
       clock: this.opts.clock,
-      log: log.child({ layer: 'l2cap' }),
-      attMtu: this.opts.mtu ?? 517,
+      log,
+      mtu: this.opts.mtu ?? 517,
       onParameterUpdateRequest: async (params) => {
         const accept = isValidConnectionParameters(params) && (this.opts.acceptParameters ? this.opts.acceptParameters(params) : true);
         const l = this.links.get(c.handle);
