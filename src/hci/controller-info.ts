@@ -312,6 +312,8 @@ export class ControllerInfo implements ControllerInfoFields {
     lines.push(['Coded PHY', yes(f.leCodedPhy)]);
     lines.push(['Extended advertising', yes(f.extendedAdvertising)]);
     lines.push(['Conn. parameters request', yes(f.connectionParametersRequest)]);
+    // Upstream Zephyr's link layer has no Read Encryption Key Size: the host keeps SMP's negotiated size.
+    lines.push(['Encryption key size', this.supports('ReadEncryptionKeySize') ? 'read back (Read Encryption Key Size)' : 'from the pairing (no Read Encryption Key Size)']);
     if (this.suggestedDataLength) {
       lines.push(['Default data length', `${this.suggestedDataLength.maxTxOctets} bytes / ${this.suggestedDataLength.maxTxTime} us`]);
     }
