@@ -94,6 +94,11 @@ async function connect(w: Awaited<ReturnType<typeof world>>, security: SecurityM
 for (const firmware of FIRMWARE_NAMES) {
 test(`${firmware} firmware: a central pairs (LESC Just Works), reads the encrypted value, and re-encrypts with the bond after reconnecting`, async () => {
   const w = await world(false, false, firmware);
+  // Opcodes the wearable sends: Read Encryption Key Size (0x1408) only where the controller lists it.
+  const opcodes: number[] = [];
+  w.peripheral.hci.on('packet', (dir, b) => {
+    if (dir === 'sent' && b[0] === 0x01) opcodes.push((b[1] as number) | ((b[2] as number) << 8));
+  });
   await drive(w.clock, w.peripheral.start());
   await drive(w.clock, w.hci.init());
   assert.ok(w.peripheral.advertising);
@@ -113,6 +118,9 @@ test(`${firmware} firmware: a central pairs (LESC Just Works), reads the encrypt
   assert.equal(await first.request(read), '0bcafe');
   assert.equal(w.periphBonds.list().length, 1);
   assert.equal(w.centralBonds.list().length, 1);
+  // The wearable's key size: read back on the SoftDevice Controller, taken from the pairing on Zephyr's LL.
+  assert.equal(w.periphBonds.list()[0]!.keySize, 16);
+  assert.equal(opcodes.includes(0x1408), firmware === 'ncs', `Read Encryption Key Size sent: ${opcodes.includes(0x1408)}`);
 
   // Disconnect and come back: the stored key encrypts the link, no new pairing.
   await drive(w.clock, w.hci.disconnect(first.c.handle));
