@@ -344,3 +344,12 @@ export function firmwareFromEnv(): FirmwareName {
   if (!isFirmwareName(v)) throw new Error(`WEARABLE_HOST_FIRMWARE must be ncs or zephyr, got ${JSON.stringify(v)}`);
   return v;
 }
+
+/** WEARABLE_HOST_DATA_LENGTH: the ACL/LL data length the DK's build sets when it differs from its firmware profile (251 with our overlay on upstream Zephyr). */
+export function dataLengthFromEnv(): number | undefined {
+  const v = process.env['WEARABLE_HOST_DATA_LENGTH'];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 27 || n > 251) throw new Error(`WEARABLE_HOST_DATA_LENGTH must be a whole number from 27 to 251, got ${JSON.stringify(v)}`);
+  return n;
+}

@@ -89,3 +89,14 @@ test('the README names both firmware families with the figures of their profiles
   assert.match(readme, /upstream Zephyr/i);
   assert.doesNotMatch(readme, /3 ACL buffers/);
 });
+
+test('docs/zephyr-hci-uart.md names the buffer symbols firmware/hci_uart.conf sets, builds with that file, and is linked from firmware/README.md', () => {
+  const doc = readFileSync(join(ROOT, 'docs', 'zephyr-hci-uart.md'), 'utf8');
+  const conf = kconfig(readFileSync(join(ROOT, 'firmware', 'hci_uart.conf'), 'utf8'));
+  for (const sym of ['BT_BUF_ACL_TX_SIZE', 'BT_BUF_ACL_TX_COUNT', 'BT_BUF_ACL_RX_SIZE', 'BT_CTLR_DATA_LENGTH_MAX']) {
+    assert.ok(conf.has(sym), `the overlay sets CONFIG_${sym}`);
+    assert.ok(doc.includes(`CONFIG_${sym}\``), `the doc names CONFIG_${sym}`);
+  }
+  assert.match(doc, /-DEXTRA_CONF_FILE=<checkout>\/firmware\/hci_uart\.conf/);
+  assert.match(readFileSync(join(ROOT, 'firmware', 'README.md'), 'utf8'), /docs\/zephyr-hci-uart\.md/);
+});
