@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerInfoCommand } from '../../src/cli/info-command.js';
+import { silentLogger } from '../../src/util/log.js';
 import { FIRMWARE_PROFILES, NCS_SOFTDEVICE_CONTROLLER, ZEPHYR_LL, describeFirmware } from '../../src/sim/firmware.js';
 
 function repoRoot(): string {
@@ -99,4 +100,26 @@ test('docs/zephyr-hci-uart.md names the buffer symbols firmware/hci_uart.conf se
   }
   assert.match(doc, /-DEXTRA_CONF_FILE=<checkout>\/firmware\/hci_uart\.conf/);
   assert.match(readFileSync(join(ROOT, 'firmware', 'README.md'), 'utf8'), /docs\/zephyr-hci-uart\.md/);
+});
+
+test("the controller's version summary (logged when the wearable starts) tells the two firmware families apart", async () => {
+  const { Hci } = await import('../../src/hci/driver.js');
+  const { VirtualAir } = await import('../../src/sim/air.js');
+  const { createMemoryTransportPair } = await import('../../src/hci/memory-transport.js');
+  const { VirtualClock } = await import('../../src/util/clock.js');
+  const summaries: string[] = [];
+  for (const firmware of ['ncs', 'zephyr'] as const) {
+    const clock = new VirtualClock();
+    const air = new VirtualAir({ clock, seed: 'summary', firmware });
+    const [h, c] = createMemoryTransportPair('host', 'ctrl');
+    air.createController({ name: 'dk' }).attach(c);
+    const hci = new Hci(h, { clock, log: silentLogger() });
+    const p = hci.init();
+    await clock.runUntil(() => hci.state === 'ready', 5000);
+    summaries.push((await p).versionSummary);
+    hci.close();
+    air.close();
+  }
+  assert.equal(summaries[0], 'Nordic Semiconductor ASA 0x0059, HCI 5.4 rev 0x1a3c, LL 5.4 sub 0x1a3c, Nordic nRF53x firmware 3.6.99');
+  assert.equal(summaries[1], 'The Linux Foundation (Zephyr) 0x05f1, HCI 5.4 rev 0x0000, LL 5.4 sub 0xffff, Nordic nRF53x firmware 4.1.0');
 });
