@@ -40,7 +40,7 @@ export interface BenchSettings {
 
 export const FULL: BenchSettings = {
   host: { runs: 7, pdus: 100_000, window: 8, batch: 32 },
-  wire: { mtus: [23, 185, 247, 517], windows: 5, windowMs: 1000, warmupMs: 300, window: 8 },
+  wire: { mtus: [23, 185, 247, 517], zephyrMtus: [23, 185, 247], windows: 5, windowMs: 1000, warmupMs: 300, window: 8 },
   pairing: { intervalsMs: [0, 30], runs: 5 },
   bringup: { runs: 5 },
   scale: { counts: [1, 4, 16], windows: 5, windowMs: 1000, sinkRuns: 5, sinkPdus: 48_000, window: 4 },
@@ -48,7 +48,7 @@ export const FULL: BenchSettings = {
 
 export const QUICK: BenchSettings = {
   host: { runs: 3, pdus: 5000, window: 8, batch: 32 },
-  wire: { mtus: [23, 185, 247, 517], windows: 2, windowMs: 200, warmupMs: 100, window: 8 },
+  wire: { mtus: [23, 185, 247, 517], zephyrMtus: [247], windows: 2, windowMs: 200, warmupMs: 100, window: 8 },
   pairing: { intervalsMs: [0, 30], runs: 1 },
   bringup: { runs: 1 },
   scale: { counts: [1, 4, 16], windows: 2, windowMs: 200, sinkRuns: 2, sinkPdus: 4800, window: 4 },

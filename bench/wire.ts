@@ -16,6 +16,7 @@
 import { PacedTransport } from '../src/hci/paced-link.js';
 import type { PeripheralLink } from '../src/host.js';
 import { VirtualAir } from '../src/sim/air.js';
+import { ZEPHYR_LL, type FirmwareName } from '../src/sim/firmware.js';
 import { RealClock } from '../src/util/clock.js';
 import { silentLogger } from '../src/util/log.js';
 import { figure, type Figure } from './stats.js';
@@ -29,6 +30,11 @@ export interface WireOptions {
   warmupMs: number;
   /** Notifications in flight. */
   window: number;
+  /**
+   * ATT_MTUs measured again on the upstream Zephyr profile (7 ACL buffers of 27 bytes, LL data 27):
+   * every PDU is cut into 27-byte ACL packets, each with its own H:4 + ACL header and credit.
+   */
+  zephyrMtus?: readonly number[];
 }
 
 const SECTION = '3 wire 1 Mbaud';
@@ -39,10 +45,10 @@ export function payloadFor(mtu: number): number {
   return Math.min(mtu - 3, 512);
 }
 
-/** H:4 bytes one notification of `payload` bytes takes on the wire (ACL packets of at most 251 bytes). */
-export function h4BytesFor(payload: number): number {
+/** H:4 bytes one notification of `payload` bytes takes on the wire (ACL packets of at most `aclMax` bytes). */
+export function h4BytesFor(payload: number, aclMax = ACL_MAX): number {
   const frame = 4 + 3 + payload;
-  const packets = Math.ceil(frame / ACL_MAX);
+  const packets = Math.ceil(frame / aclMax);
   return frame + packets * 5;
 }
 
@@ -75,20 +81,40 @@ export async function runWire(o: WireOptions): Promise<Figure[]> {
       ),
     );
   }
+  for (const mtu of o.zephyrMtus ?? []) {
+    // Upstream Zephyr hci_uart at its defaults: 7 x 27-byte ACL buffers, 27-byte LL data.
+    const fw = ZEPHYR_LL;
+    const rates = await measureMtu(mtu, o, fw.aclBuffers, 'zephyr');
+    const p = payloadFor(mtu);
+    const ceiling = (BYTES_PER_S * p) / (p + 12);
+    const bound = (p + 12) / h4BytesFor(p, fw.aclBufferSize);
+    const packets = Math.ceil((p + 7) / fw.aclBufferSize);
+    figures.push(
+      figure(
+        `wire.zephyr27x7.mtu${mtu}.rate`,
+        SECTION,
+        `notification payload at ATT_MTU ${mtu}, upstream Zephyr controller (${fw.aclBuffers} x ${fw.aclBufferSize}-byte ACL buffers, LL data ${fw.maxDataLength})`,
+        'B/s',
+        rates,
+        `${o.windows} windows of ${o.windowMs} ms; payload ${p} B; ${packets} ACL packet(s) per PDU, which caps the H:4 ceiling at ${(bound * 100).toFixed(1)} %`,
+      ),
+    );
+    figures.push(figure(`wire.zephyr27x7.mtu${mtu}.fraction`, SECTION, `  fraction of the H:4 ceiling, ATT_MTU ${mtu}, Zephyr 27 x 7`, '%', rates.map((r) => (100 * r) / ceiling)));
+  }
   return figures;
 }
 
-async function measureMtu(mtu: number, o: WireOptions, aclBuffers = DK_ACL_BUFFERS): Promise<number[]> {
+async function measureMtu(mtu: number, o: WireOptions, aclBuffers = DK_ACL_BUFFERS, firmware: FirmwareName = 'ncs'): Promise<number[]> {
   const clock = new RealClock();
-  const air = new VirtualAir({ clock, seed: `bench-wire-${mtu}`, connectionEventIntervalMs: 0, log: silentLogger() });
+  const air = new VirtualAir({ clock, seed: `bench-wire-${mtu}`, connectionEventIntervalMs: 0, log: silentLogger(), firmware });
   const ours = await startOurPeripheral({
     air,
     clock,
-    name: `wire-${mtu}-${aclBuffers}`,
+    name: `wire-${firmware}-${mtu}-${aclBuffers}`,
     controller: { aclBuffers },
     wrap: (hostEnd) => new PacedTransport(hostEnd, { clock, baudRate: 1_000_000, bitsPerByte: 10 }),
   });
-  const central = await BenchCentral.create({ air, clock, name: `wire-central-${mtu}-${aclBuffers}`, mtu });
+  const central = await BenchCentral.create({ air, clock, name: `wire-central-${firmware}-${mtu}-${aclBuffers}`, mtu });
   let stop = false;
   let pumping: Promise<void> | undefined;
   try {

@@ -35,7 +35,7 @@ const log = silentLogger();
 
 /**
  * ACL buffers our firmware overlay gives the DK (firmware/hci_uart.conf CONFIG_BT_BUF_ACL_TX_COUNT);
- * the virtual controller's default is 3.
+ * the virtual controller's ncs profile has the same (src/sim/firmware.ts).
  */
 export const DK_ACL_BUFFERS = 10;
 

@@ -15,6 +15,7 @@ import { buildGattDatabase } from '../src/gatt/database.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
 import { generateIrk } from '../src/bonds/privacy.js';
 import { VirtualAir } from '../src/sim/air.js';
+import { FIRMWARE_NAMES, type FirmwareName } from '../src/sim/firmware.js';
 import { VirtualClock } from '../src/util/clock.js';
 import { seededRandom } from '../src/util/random.js';
 import { createLogger, silentLogger } from '../src/util/log.js';
@@ -33,12 +34,13 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   return watched;
 }
 
-async function world(privacy = false, resolvingList = false) {
+async function world(privacy = false, resolvingList = false, firmware: FirmwareName = 'ncs') {
   const clock = new VirtualClock();
-  const air = new VirtualAir({ clock, seed: 'host-e2e', log });
+  // Both controllers run the same firmware; --resolving-list needs LL privacy built in (CONFIG_BT_CTLR_PRIVACY=y).
+  const air = new VirtualAir({ clock, seed: 'host-e2e', log, firmware });
   const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
   const [hostB, ctrlB] = createMemoryTransportPair('central-host', 'central-ctrl');
-  const periphController = air.createController({ name: 'periph', seed: 'p' });
+  const periphController = air.createController({ name: 'periph', seed: 'p', ...(resolvingList ? { llPrivacy: true } : {}) });
   periphController.attach(ctrlA);
   air.createController({ name: 'central', seed: 'c' }).attach(ctrlB);
   const db = buildGattDatabase({
@@ -89,8 +91,14 @@ async function connect(w: Awaited<ReturnType<typeof world>>, security: SecurityM
   return { c, l2, smp, request };
 }
 
-test('a central pairs (LESC Just Works), reads the encrypted value, and re-encrypts with the bond after reconnecting', async () => {
-  const w = await world();
+for (const firmware of FIRMWARE_NAMES) {
+test(`${firmware} firmware: a central pairs (LESC Just Works), reads the encrypted value, and re-encrypts with the bond after reconnecting`, async () => {
+  const w = await world(false, false, firmware);
+  // Opcodes the wearable sends: Read Encryption Key Size (0x1408) only where the controller lists it.
+  const opcodes: number[] = [];
+  w.peripheral.hci.on('packet', (dir, b) => {
+    if (dir === 'sent' && b[0] === 0x01) opcodes.push((b[1] as number) | ((b[2] as number) << 8));
+  });
   await drive(w.clock, w.peripheral.start());
   await drive(w.clock, w.hci.init());
   assert.ok(w.peripheral.advertising);
@@ -110,6 +118,9 @@ test('a central pairs (LESC Just Works), reads the encrypted value, and re-encry
   assert.equal(await first.request(read), '0bcafe');
   assert.equal(w.periphBonds.list().length, 1);
   assert.equal(w.centralBonds.list().length, 1);
+  // The wearable's key size: read back on the SoftDevice Controller, taken from the pairing on Zephyr's LL.
+  assert.equal(w.periphBonds.list()[0]!.keySize, 16);
+  assert.equal(opcodes.includes(0x1408), firmware === 'ncs', `Read Encryption Key Size sent: ${opcodes.includes(0x1408)}`);
 
   // Disconnect and come back: the stored key encrypts the link, no new pairing.
   await drive(w.clock, w.hci.disconnect(first.c.handle));
@@ -128,8 +139,8 @@ test('a central pairs (LESC Just Works), reads the encrypted value, and re-encry
   w.air.close();
 });
 
-test('with --privacy the peripheral is reached on rotating private addresses and a bonded central re-encrypts after a rotation', async () => {
-  const w = await world(true);
+test(`${firmware} firmware: with --privacy the peripheral is reached on rotating private addresses and a bonded central re-encrypts after a rotation`, async () => {
+  const w = await world(true, false, firmware);
   await drive(w.clock, w.peripheral.start());
   await drive(w.clock, w.hci.init());
   const identity = w.peripheral.identity!.address;
@@ -164,6 +175,8 @@ test('with --privacy the peripheral is reached on rotating private addresses and
   w.hci.close();
   w.air.close();
 });
+
+}
 
 test('with --resolving-list the bonded phone\'s IRK is loaded into the controller after pairing, with advertising resumed', async () => {
   const w = await world(false, true);

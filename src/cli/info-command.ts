@@ -11,7 +11,8 @@ import { VirtualAir } from '../sim/air.js';
 import { RealClock } from '../util/clock.js';
 import { WearableHostError } from '../util/errors.js';
 import { addPortOptions, makeLogger } from './common.js';
-import { parseIntOption } from './options.js';
+import { controllerOption, parseIntOption } from './options.js';
+import type { FirmwareName } from '../sim/firmware.js';
 import { openPort } from './run-wearable.js';
 
 interface InfoOptions {
@@ -22,6 +23,7 @@ interface InfoOptions {
   chunkSize: string;
   json?: boolean;
   logLevel: string;
+  controller: string;
 }
 
 export function registerInfoCommand(program: Command, out: (text: string) => void = (t) => void process.stdout.write(t)): Command {
@@ -29,6 +31,7 @@ export function registerInfoCommand(program: Command, out: (text: string) => voi
   addPortOptions(cmd, 'the DK\'s serial port or tcp://host:port');
   return cmd
     .option('--sim', 'ask the embedded virtual controller')
+    .addOption(controllerOption('with --sim: the firmware the virtual controller runs'))
     .option('--json', 'machine-readable output')
     .option('--log-level <level>', 'log level', 'warn')
     .action(async (opts: InfoOptions) => {
@@ -37,7 +40,7 @@ export function registerInfoCommand(program: Command, out: (text: string) => voi
       let transport: Transport;
       let air: VirtualAir | undefined;
       if (opts.sim) {
-        air = new VirtualAir({ clock, log });
+        air = new VirtualAir({ clock, log, firmware: opts.controller as FirmwareName });
         const [host, ctrl] = createMemoryTransportPair('host', 'virtual-nrf5340');
         air.createController({ name: 'virtual-nrf5340' }).attach(ctrl);
         transport = host;

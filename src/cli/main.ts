@@ -9,7 +9,7 @@ import { registerSimControllerCommand } from './sim-controller-command.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerDiagnoseCommand } from './diagnose-command.js';
 import { registerInfoCommand } from './info-command.js';
-import { LOG_LEVELS, IO_CAPABILITY_NAMES, parseIntOption, type MainCliOptions } from './options.js';
+import { LOG_LEVELS, IO_CAPABILITY_NAMES, controllerOption, parseIntOption, type MainCliOptions } from './options.js';
 import { addPortOptions, makeLogger } from './common.js';
 import { openPort, parseWearableSettings, startWearable } from './run-wearable.js';
 import { registerSimOptions, runSim } from './sim-run.js';
@@ -62,7 +62,8 @@ export function buildProgram(): Command {
     .option('--no-simulated-values', 'do not feed the profile simulated heart rate, battery and health records (the host has no sensors)')
     .option('--no-conn-params', 'do not ask the central for new connection parameters after connecting')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
-    .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)');
+    .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)')
+    .addOption(controllerOption('with --sim: the firmware the virtual controllers run'));
   registerSimOptions(program);
   program.action(async (opts: MainCliOptions) => {
     if (opts.port === undefined || opts.sim) {
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
         ...(opts.scenario !== undefined ? { scenario: opts.scenario } : {}),
         ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
         ...(opts.btsnoop !== undefined ? { btsnoop: opts.btsnoop } : {}),
+        ...(opts.controller !== undefined ? { controller: opts.controller } : {}),
         logLevel: opts.logLevel,
       });
       return;

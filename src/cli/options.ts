@@ -6,6 +6,8 @@ import { WearableHostError } from '../util/errors.js';
 import { IoCapability, type IoCapabilityValue } from '../smp/pdu.js';
 import type { RePairingPolicy, SecurityRequestMode } from '../smp/types.js';
 import type { LogLevel } from '../util/log.js';
+import { Option } from 'commander';
+import { FIRMWARE_NAMES } from '../sim/firmware.js';
 
 export function cliError(message: string): WearableHostError {
   return new WearableHostError('cli', message);
@@ -79,4 +81,19 @@ export interface MainCliOptions {
   profile?: string;
   scenario?: string;
   seed?: string;
+  /** `--controller ncs|zephyr`: the virtual controller's firmware with --sim. */
+  controller?: string;
+}
+
+/**
+ * `--controller ncs|zephyr`: which `hci_uart` build the virtual controller plays (src/sim/firmware.ts).
+ * Used by --sim, `info --sim` and `sim-controller`.
+ */
+export function controllerOption(what: string): Option {
+  return new Option(
+    '--controller <firmware>',
+    `${what}: ncs (nRF Connect SDK, SoftDevice Controller, firmware/hci_uart.conf: 10 x 251-byte ACL buffers) or zephyr (upstream Zephyr link layer, sample defaults: 7 x 27-byte buffers, company 0x05F1, no Read Encryption Key Size)`,
+  )
+    .choices([...FIRMWARE_NAMES])
+    .default('ncs');
 }

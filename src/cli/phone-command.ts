@@ -26,7 +26,7 @@ import { PHONE_NAMES, phoneProfile, isPhoneName } from '../phone/profiles.js';
 import { SCENARIOS, SCENARIO_NAMES, isScenarioName, type JudgeState, type ScenarioEnv } from '../phone/scenarios.js';
 import type { ScenarioEvent } from '../phone/events.js';
 import { Transcript } from '../phone/transcript.js';
-import { judgeScenario, printVerdict } from '../phone/runner.js';
+import { judgeScenario, printVerdict, type Verdict } from '../phone/runner.js';
 
 export interface PhoneCommandOptions {
   port?: string;
@@ -52,6 +52,10 @@ export interface PhoneCommandIo {
   /** Awaits a promise (tests drive a VirtualClock here). */
   run<T>(p: Promise<T>): Promise<T>;
   sleep(ms: number): Promise<void>;
+  /** Each phone-side event as it happens (tests merge it with the wearable's to judge the whole session). */
+  onEvent?(e: ScenarioEvent): void;
+  /** The phone-side verdict and the state it was judged on. */
+  onJudged?(v: Verdict, state: JudgeState): void;
 }
 
 function defaultIo(): PhoneCommandIo {
@@ -124,6 +128,7 @@ export async function runPhoneCommand(o: PhoneCommandOptions, ioOverrides: Parti
   phone.on('event', (e) => {
     events.push(e);
     transcript.add(e);
+    io.onEvent?.(e);
   });
   print(`phone: ${profile.label} profile on ${transport.description}, scenario ${def.name}, target "${o.target}"`);
   print(`expected: ${def.expected(profile)}`);
@@ -151,6 +156,7 @@ export async function runPhoneCommand(o: PhoneCommandOptions, ioOverrides: Parti
   const state: JudgeState = { phoneIdentity: phone.central.identity?.address, phoneBonds: bonds.list().length, wearableBonds: undefined };
   await bonds.close();
   const v = judgeScenario(def, profile, events, state, error);
+  io.onJudged?.(v, state);
   printVerdict(v, profile, print);
   print("(judged from the phone's side only: the wearable's bonds are not visible from here)");
   return v.verdict === 'pass' ? 0 : 1;

@@ -189,7 +189,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
     if (mixer) await mixer.refill();
     if (o.simulateValues) database.startSimulation?.();
     log.info(
-      { identity: formatAddress(info.identityAddress), bonds: bonds.description, btsnoop: settings.btsnoop },
+      { identity: formatAddress(info.identityAddress), controller: info.versionSummary, bonds: bonds.description, btsnoop: settings.btsnoop },
       `"${settings.name}" is advertising on ${p.hci.port} (${info.description}); identity ${formatAddress(info.identityAddress)}; ` +
         `${bonds.list().length} bond(s) in ${bonds.description}` +
         (windowMs !== undefined ? `; new pairings allowed for ${settings.pairingWindowS} s` : '') +

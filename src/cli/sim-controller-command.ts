@@ -17,6 +17,8 @@ import { createMemoryTransportPair } from '../hci/memory-transport.js';
 import { PHONE_NAMES } from '../phone/profiles.js';
 import { SCENARIOS, SCENARIO_NAMES } from '../phone/scenarios.js';
 import { runPhoneCommand } from './phone-command.js';
+import { controllerOption } from './options.js';
+import { isFirmwareName } from '../sim/firmware.js';
 import { Option } from 'commander';
 
 /** Where the command writes and how it learns to stop; injectable for tests. */
@@ -61,6 +63,7 @@ interface Options {
   phone?: string;
   phoneScenario: string;
   target: string;
+  controller: string;
 }
 
 function parseOptions(o: Options): { serve: Omit<ServeControllersOptions, 'log'>; level: LogLevel } {
@@ -81,7 +84,13 @@ function parseOptions(o: Options): { serve: Omit<ServeControllersOptions, 'log'>
   const level = o.logLevel as LogLevel;
   if (!LEVELS.includes(level)) throw new WearableHostError('cli', `--log-level must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(o.logLevel)}`);
   return {
-    serve: { count, ...(tcp !== undefined ? { tcp } : {}), ...(o.pty ? { pty: true } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) },
+    serve: {
+      count,
+      ...(tcp !== undefined ? { tcp } : {}),
+      ...(o.pty ? { pty: true } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(isFirmwareName(o.controller) ? { air: { firmware: o.controller } } : {}),
+    },
     level,
   };
 }
@@ -96,6 +105,7 @@ export function registerSimControllerCommand(program: Command, ioOverrides: Part
     .option('--count <n>', 'number of controllers', '1')
     .option('--seed <seed>', 'deterministic identities and radio randomness')
     .option('--log-level <level>', `log level (${LEVELS.join(', ')})`, 'info')
+    .addOption(controllerOption('firmware the virtual controllers (and the --phone one) run'))
     .addOption(new Option('--phone <profile>', 'add a simulated phone on the same air that pairs with the wearable').choices([...PHONE_NAMES]))
     .addOption(
       new Option('--phone-scenario <name>', 'what the simulated phone does')
@@ -110,7 +120,7 @@ export function registerSimControllerCommand(program: Command, ioOverrides: Part
       let phoneRun: Promise<number> | undefined;
       try {
         io.out(served.lines.map((l) => `${l}\n`).join(''));
-        log.info({ controllers: served.lines.length }, 'serving virtual controllers; stop with Ctrl-C');
+        log.info({ controllers: served.lines.length, firmware: o.controller }, 'serving virtual controllers; stop with Ctrl-C');
         io.onServing?.(served);
         if (o.phone) phoneRun = startPhone(served, o, io, log);
         const sig = await io.waitForStop();

@@ -15,6 +15,7 @@ import { createLogger, silentLogger, type Logger } from '../util/log.js';
 import { runScenario, type ScenarioResult } from '../phone/runner.js';
 import { PHONE_NAMES, describeRules, isPhoneName, type PhoneName } from '../phone/profiles.js';
 import { SCENARIOS, SCENARIO_NAMES, isScenarioName, type ScenarioName } from '../phone/scenarios.js';
+import { FIRMWARE_NAMES, isFirmwareName, type FirmwareName } from '../sim/firmware.js';
 
 /** The options `runSim` reads (a subset of the main command's). */
 export interface SimRunOptions {
@@ -26,6 +27,8 @@ export interface SimRunOptions {
   btsnoop?: string;
   /** Layer logs on stderr only at debug or trace (the transcript is the output otherwise). */
   logLevel?: string;
+  /** Firmware of the virtual controllers: `ncs` (default) or `zephyr`. */
+  controller?: string;
 }
 
 export interface SimRunIo {
@@ -82,6 +85,10 @@ export async function runSim(opts: SimRunOptions, ioOverrides: Partial<SimRunIo>
     io.err.write(`wearable-host: unknown scenario ${JSON.stringify(opts.scenario)}; one of ${SCENARIO_NAMES.join(', ')} (or --scenario list)\n`);
     return EXIT_USAGE;
   }
+  if (opts.controller !== undefined && !isFirmwareName(opts.controller)) {
+    io.err.write(`wearable-host: --controller must be ${FIRMWARE_NAMES.join(' or ')}, got ${JSON.stringify(opts.controller)}\n`);
+    return EXIT_USAGE;
+  }
   const profiles: PhoneName[] = opts.profile ? [opts.profile as PhoneName] : [...PHONE_NAMES];
   const scenarios: ScenarioName[] = opts.scenario ? [opts.scenario as ScenarioName] : ['reconnect'];
   const level = opts.logLevel ?? 'info';
@@ -99,6 +106,7 @@ export async function runSim(opts: SimRunOptions, ioOverrides: Partial<SimRunIo>
             scenario,
             ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
             ...(btsnoopPath ? { btsnoopPath } : {}),
+            ...(opts.controller !== undefined ? { firmware: opts.controller as FirmwareName } : {}),
             log,
             out: io.out,
           }),

@@ -261,6 +261,18 @@ export class ControllerInfo implements ControllerInfoFields {
     return v ? `${this.version.companyName}, ${v.hwPlatformName} ${v.hwVariantName}` : this.version.companyName;
   }
 
+  /**
+   * Company, HCI/LL versions and the Zephyr vendor firmware in one line, e.g. `The Linux Foundation
+   * (Zephyr) 0x05f1, HCI 5.4 rev 0x0000, LL 5.4 sub 0xffff, Nordic nRF53x firmware 4.1.0`: tells the
+   * SoftDevice Controller (0x0059) from Zephyr's link layer (0x05F1) in logs.
+   */
+  get versionSummary(): string {
+    const v = this.version;
+    const z = this.vendor;
+    const base = `${v.companyName} ${hex4(v.companyId)}, HCI ${v.hciVersionName} rev ${hex4(v.hciSubversion)}, LL ${v.lmpVersionName} sub ${hex4(v.lmpSubversion)}`;
+    return z ? `${base}, ${z.hwPlatformName} ${z.hwVariantName} firmware ${z.fwVersion}.${z.fwRevision}.${z.fwBuild}` : base;
+  }
+
   toJSON(): ControllerInfoJson {
     return {
       port: this.port,
@@ -312,6 +324,8 @@ export class ControllerInfo implements ControllerInfoFields {
     lines.push(['Coded PHY', yes(f.leCodedPhy)]);
     lines.push(['Extended advertising', yes(f.extendedAdvertising)]);
     lines.push(['Conn. parameters request', yes(f.connectionParametersRequest)]);
+    // Upstream Zephyr's link layer has no Read Encryption Key Size: the host keeps SMP's negotiated size.
+    lines.push(['Encryption key size', this.supports('ReadEncryptionKeySize') ? 'read back (Read Encryption Key Size)' : 'from the pairing (no Read Encryption Key Size)']);
     if (this.suggestedDataLength) {
       lines.push(['Default data length', `${this.suggestedDataLength.maxTxOctets} bytes / ${this.suggestedDataLength.maxTxTime} us`]);
     }

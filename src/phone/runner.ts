@@ -15,6 +15,7 @@ import type { PacketDirection } from '../hci/driver.js';
 import { MemoryBondStore } from '../bonds/memory.js';
 import { WearableProfile, SimulatedFeeder } from '../gatt/profile.js';
 import { VirtualAir } from '../sim/air.js';
+import { firmwareProfile, type FirmwareName } from '../sim/firmware.js';
 import { buildTimeline } from '../diagnose/timeline.js';
 import { diagnose } from '../diagnose/diagnose.js';
 import type { CapturedPacket } from '../diagnose/capture.js';
@@ -37,6 +38,8 @@ export interface RunScenarioOptions {
   seed?: string | number;
   /** Write the wearable's HCI traffic here (btsnoop, Wireshark/btmon/`wearable-host diagnose`). */
   btsnoopPath?: string;
+  /** Firmware both virtual controllers run (src/sim/firmware.ts). Default `ncs`. */
+  firmware?: FirmwareName;
   /** Logger for the layers (default silent). */
   log?: Logger;
   /** Where the transcript goes (default nowhere). */
@@ -107,7 +110,9 @@ export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult
   print(`expected: ${def.expected(profile)}`);
   if (profile.overridden.length) print(`profile rules changed for this run: ${profile.overridden.join(', ')}`);
 
-  const air = new VirtualAir({ clock, seed, log: log.child({ layer: 'sim' }) });
+  const firmware = firmwareProfile(o.firmware);
+  print(`controllers: ${firmware.title}`);
+  const air = new VirtualAir({ clock, seed, log: log.child({ layer: 'sim' }), firmware });
   const [wHost, wCtrl] = createMemoryTransportPair('wearable', 'wearable-nrf5340');
   const [pHost, pCtrl] = createMemoryTransportPair('phone', 'phone-nrf5340');
   air.createController({ name: 'wearable-nrf5340', seed: `${seed}/wearable` }).attach(wCtrl);

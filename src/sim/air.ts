@@ -27,11 +27,11 @@ import { RealClock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import { osRandom, randomInt, seededRandom, type RandomSource } from '../util/random.js';
-import { bytesEqual } from '../util/bytes.js';
+import { bytesEqual, toHex } from '../util/bytes.js';
 import { HciStatus } from '../hci/status.js';
 import { AdvertisingReportType } from '../hci/events.js';
-import { COMPANY_NORDIC, CORE_VERSION_5_4, leFeatures } from './capabilities.js';
 import { AdvType, VirtualController, type CreateConnectionParams, type VirtualControllerOptions } from './controller.js';
+import type { FirmwareName, FirmwareProfile } from './firmware.js';
 
 export interface VirtualAirOptions {
   /** Default: a {@link RealClock} (real-time pacing, for hosts in other processes). */
@@ -50,6 +50,8 @@ export interface VirtualAirOptions {
   maxPdusPerEvent?: number;
   /** Airtime budget of one connection event, microseconds. Default 7500. */
   connectionEventLengthUs?: number;
+  /** Firmware of the controllers created on this air unless they name one (src/sim/firmware.ts). Default `ncs`. */
+  firmware?: FirmwareName | FirmwareProfile;
 }
 
 export type Role = 'central' | 'peripheral';
@@ -176,6 +178,13 @@ export class AirConnection {
   /** Supervision timeout, 10 ms units. */
   timeout: number;
   encrypted = false;
+  /**
+   * Size in octets of the key the link is encrypted with (Read Encryption Key Size, Encryption
+   * Change v2); 0 while unencrypted. See {@link VirtualAir.keySizeOf}.
+   */
+  keySize = 0;
+  /** Largest key sizes of the SMP Pairing Request / Response seen on this link (Core 5.4 Vol 3 Part H 3.5.1, 3.5.2). */
+  private pairingKeySizes: { request?: number; response?: number } = {};
   /** Data length (octets) central to peripheral and back. */
   c2pOctets = 27;
   p2cOctets = 27;
@@ -367,8 +376,25 @@ export class AirConnection {
   /** @internal */
   enqueueAcl(side: LinkEnd, data: Uint8Array, start: boolean): void {
     const s = this.side(side);
+    if (start) this.notePairingKeySize(data);
     s.queue.push({ data, start });
     if (!this.paused) this.kick();
+  }
+
+  /**
+   * The simulation's view of the key size the two hosts negotiate: the Maximum Encryption Key Size
+   * octet of a Pairing Request (0x01) or Pairing Response (0x02) in clear on the SMP channel
+   * (L2CAP CID 0x0006). A controller cannot read it (the host shortens an LE key by masking it,
+   * Core 5.4 Vol 3 Part H 2.3.4); the virtual air can, so Read Encryption Key Size reports the
+   * size the link really has and short-key handling can be tested end to end.
+   */
+  private notePairingKeySize(frame: Uint8Array): void {
+    // Basic L2CAP header (length, CID 0x0006), SMP code, IO, OOB, AuthReq, Maximum Encryption Key Size.
+    if (frame.length < 9 || frame[2] !== 0x06 || frame[3] !== 0x00) return;
+    const code = frame[4];
+    const size = frame[8] as number;
+    if (code === 0x01) this.pairingKeySizes = { request: size };
+    else if (code === 0x02) this.pairingKeySizes = { ...this.pairingKeySizes, response: size };
   }
 
   private side(end: LinkEnd): Side {
@@ -399,6 +425,32 @@ export class AirConnection {
       );
     });
     return HciStatus.Success;
+  }
+
+  /**
+   * The peripheral's LL receives the central's LL_START_ENC_RSP, the first encrypted PDU, and its
+   * MIC check fails: it leaves the connection without a LL_TERMINATE_IND (Core 5.4 Vol 6 Part B
+   * 5.1.3.1). With a `receiver-only` firmware the central hears nothing more and reports Connection
+   * Timeout (0x08) once the supervision timeout has passed; with `both` the two hosts get 0x3D.
+   */
+  private micFailure(): void {
+    const p = this.peripheral;
+    if (p.ctrl.firmware.micFailure === 'both') {
+      this.closeWith(HciStatus.ConnectionTerminatedMicFailure, HciStatus.ConnectionTerminatedMicFailure);
+      return;
+    }
+    const n = p.flush();
+    p.lost = true;
+    p.ctrl.buffersFlushed(n);
+    p.ctrl.removeLink(p.handle);
+    p.ctrl.emit('DisconnectionComplete', { status: HciStatus.Success, handle: p.handle, reason: HciStatus.ConnectionTerminatedMicFailure });
+    this.stopResponseTimer();
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.lossTimer = this.clock.setTimeout(() => {
+      this.lossTimer = undefined;
+      this.closeWith(HciStatus.ConnectionTimeout, HciStatus.ConnectionTimeout);
+    }, this.timeout * 10);
   }
 
   /** Closes the link and tells each host still present its reason. */
@@ -513,9 +565,16 @@ export class AirConnection {
       }
       if (!bytesEqual(ltk, enc.ltk)) {
         // Session keys differ: the first encrypted PDU fails its MIC check. Core 5.4 Vol 6 Part B 5.1.3.1.
-        this.closeWith(HciStatus.ConnectionTerminatedMicFailure, HciStatus.ConnectionTerminatedMicFailure);
+        this.micFailure();
         return;
       }
+      const k = this.pairingKeySizes;
+      if (k.request !== undefined && k.response !== undefined) {
+        // Encryption right after a pairing on this link: the negotiated size, remembered for the key.
+        this.air.rememberKeySize(enc.ltk, Math.min(k.request, k.response));
+        this.pairingKeySizes = {};
+      }
+      this.keySize = this.air.keySizeOf(enc.ltk);
       this.encrypted = true;
       this.paused = false;
       for (const s of [c, p]) {
@@ -680,8 +739,8 @@ export class AirConnection {
       s.ctrl.emit('ReadRemoteVersionInformationComplete', {
         status: HciStatus.Success,
         handle: s.handle,
-        version: CORE_VERSION_5_4,
-        companyId: COMPANY_NORDIC,
+        version: s.peer.ctrl.firmware.version.lmpVersion,
+        companyId: s.peer.ctrl.firmware.version.companyId,
         subversion: s.peer.ctrl.lmpSubversion,
       }),
     );
@@ -691,7 +750,7 @@ export class AirConnection {
   readRemoteFeatures(end: LinkEnd): void {
     const s = this.side(end);
     this.atEvent(1, () =>
-      s.ctrl.emit('LeReadRemoteFeaturesComplete', { status: HciStatus.Success, handle: s.handle, features: leFeatures() }),
+      s.ctrl.emit('LeReadRemoteFeaturesComplete', { status: HciStatus.Success, handle: s.handle, features: s.peer.ctrl.leFeatures() }),
     );
   }
 }
@@ -709,6 +768,8 @@ export class VirtualAir {
   private readonly rssiBase = new Map<string, number>();
   private created = 0;
   private closed = false;
+  /** Key size per LTK (hex), learnt from pairings on this air. */
+  private readonly keySizes = new Map<string, number>();
 
   constructor(opts: VirtualAirOptions = {}) {
     this.options = { ...opts };
@@ -732,6 +793,19 @@ export class VirtualAir {
     });
     this.controllers.push(c);
     return c;
+  }
+
+  /** @internal The negotiated size of a key a pairing on this air produced. */
+  rememberKeySize(ltk: Uint8Array, size: number): void {
+    this.keySizes.set(toHex(ltk), size);
+  }
+
+  /**
+   * Size of the key a link is encrypted with: what its pairing negotiated, when the pairing ran on
+   * this air; otherwise 16 (a key from elsewhere, such as a bond made before the air started).
+   */
+  keySizeOf(ltk: Uint8Array): number {
+    return this.keySizes.get(toHex(ltk)) ?? 16;
   }
 
   /** Controllers on the air, in creation order. */

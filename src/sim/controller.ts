@@ -48,20 +48,16 @@ import { silentLogger } from '../util/log.js';
 import type { RandomSource } from '../util/random.js';
 import {
   COMMAND_BITS,
-  COMPANY_NORDIC,
-  CORE_VERSION_5_4,
   DEFAULT_EVENT_MASK,
-  DEFAULT_HCI_SUBVERSION,
   DEFAULT_LE_EVENT_MASK,
-  DEFAULT_LMP_SUBVERSION,
   LMP_FEATURES,
+  LeFeature,
   SUPPORTED_STATES,
   VENDOR_COMMAND_BITS,
-  ZEPHYR_VERSION_INFO,
   bitmapOf,
   eventAllowed,
-  leFeatures,
 } from './capabilities.js';
+import { PRIVACY_COMMANDS, firmwareProfile, type FirmwareName, type FirmwareProfile } from './firmware.js';
 import type { AirConnection, LinkEnd, VirtualAir } from './air.js';
 
 export interface VirtualControllerOptions {
@@ -75,14 +71,20 @@ export interface VirtualControllerOptions {
   /** Source of LE Rand output. Default: derived from the air's random source. */
   random?: RandomSource;
   log?: Logger;
-  /** Number of ACL buffers (LE Read Buffer Size Total_Num_LE_ACL_Data_Packets). Default 3. */
+  /**
+   * The firmware the DK runs (src/sim/firmware.ts): `ncs` (the nRF Connect SDK's SoftDevice
+   * Controller with firmware/hci_uart.conf, the default) or `zephyr` (upstream Zephyr's link
+   * layer), or a profile object. The options below override single values of the profile.
+   */
+  firmware?: FirmwareName | FirmwareProfile;
+  /** Number of ACL buffers (LE Read Buffer Size Total_Num_LE_ACL_Data_Packets). Default: the profile's. */
   aclBuffers?: number;
-  /** Largest ACL data length accepted from the host. Default 251. */
+  /** Largest ACL data length accepted from the host. Default: the profile's. */
   aclBufferSize?: number;
-  /** Largest LL data PDU payload (CONFIG_BT_CTLR_DATA_LENGTH_MAX). Default 251. */
+  /** Largest LL data PDU payload (CONFIG_BT_CTLR_DATA_LENGTH_MAX). Default: the profile's. */
   maxDataLength?: number;
-  /** Read Encryption Key Size answer on an encrypted link. Default 16. */
-  encryptionKeySize?: number;
+  /** LL privacy (CONFIG_BT_CTLR_PRIVACY=y): feature bit and resolving-list commands. Default: the profile's. */
+  llPrivacy?: boolean;
   filterAcceptListSize?: number;
   resolvingListSize?: number;
   /** Simultaneous connections. Default 4. */
@@ -204,7 +206,8 @@ export class VirtualController {
   readonly aclBuffers: number;
   readonly aclBufferSize: number;
   readonly maxDataLength: number;
-  readonly encryptionKeySize: number;
+  /** The firmware profile this controller plays, with the option overrides applied. */
+  readonly firmware: FirmwareProfile;
   readonly maxConnections: number;
   readonly hciSubversion: number;
   readonly lmpSubversion: number;
@@ -225,6 +228,8 @@ export class VirtualController {
   private readonly falSize: number;
   private readonly rlSize: number;
   private readonly handlers: HandlerTable;
+  /** Commands the firmware answers (the rest get Unknown HCI Command). */
+  private readonly answered: ReadonlySet<CommandName>;
   private transport: Transport | undefined;
   private framer: H4Framer | undefined;
   private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
@@ -269,15 +274,29 @@ export class VirtualController {
     this.seed = opts.seed ?? toHex(air.random.bytes(16));
     this.log = (opts.log ?? air.log ?? silentLogger()).child({ controller: this.name });
     this.random = opts.random ?? air.random;
-    this.aclBuffers = opts.aclBuffers ?? 3;
-    this.aclBufferSize = opts.aclBufferSize ?? 251;
-    this.maxDataLength = opts.maxDataLength ?? 251;
-    this.encryptionKeySize = opts.encryptionKeySize ?? 16;
+    const base = firmwareProfile(opts.firmware ?? air.options.firmware);
+    this.firmware = {
+      ...base,
+      ...(opts.aclBuffers !== undefined ? { aclBuffers: opts.aclBuffers } : {}),
+      ...(opts.aclBufferSize !== undefined ? { aclBufferSize: opts.aclBufferSize } : {}),
+      ...(opts.maxDataLength !== undefined ? { maxDataLength: opts.maxDataLength } : {}),
+      ...(opts.llPrivacy !== undefined ? { llPrivacy: opts.llPrivacy } : {}),
+      version: {
+        ...base.version,
+        ...(opts.hciSubversion !== undefined ? { hciSubversion: opts.hciSubversion } : {}),
+        ...(opts.lmpSubversion !== undefined ? { lmpSubversion: opts.lmpSubversion } : {}),
+      },
+    };
+    const fw = this.firmware;
+    this.aclBuffers = fw.aclBuffers;
+    this.aclBufferSize = fw.aclBufferSize;
+    this.maxDataLength = fw.maxDataLength;
     this.falSize = opts.filterAcceptListSize ?? 8;
     this.rlSize = opts.resolvingListSize ?? 8;
     this.maxConnections = opts.maxConnections ?? 4;
-    this.hciSubversion = opts.hciSubversion ?? DEFAULT_HCI_SUBVERSION;
-    this.lmpSubversion = opts.lmpSubversion ?? DEFAULT_LMP_SUBVERSION;
+    this.hciSubversion = fw.version.hciSubversion;
+    this.lmpSubversion = fw.version.lmpSubversion;
+    this.publicAddress = fw.publicAddress;
     // Identity material, stable across resets: static address (two top bits 0b11), roots.
     const a = sha256('wearable-host sim static address', this.seed).subarray(0, 6);
     a[5] = (a[5] as number) | 0xc0;
@@ -286,6 +305,12 @@ export class VirtualController {
     this.ir = sha256('wearable-host sim IR', this.seed).slice(0, 16);
     this.er = sha256('wearable-host sim ER', this.seed).slice(0, 16);
     this.handlers = this.buildHandlers();
+    this.answered = new Set<CommandName>([
+      'ReadLocalSupportedCommands',
+      ...fw.commands.filter((c) => fw.llPrivacy || !PRIVACY_COMMANDS.includes(c)),
+      ...(fw.llPrivacy ? PRIVACY_COMMANDS : []),
+      ...fw.vendorCommands,
+    ]);
   }
 
   get description(): string {
@@ -301,13 +326,42 @@ export class VirtualController {
     return this.powered;
   }
 
-  /** Supported Commands bitmap (Read Local Supported Commands). */
-  static supportedCommands(): Uint8Array {
-    return bitmapOf(COMMAND_BITS);
+  /** Supported Commands bitmap (Read Local Supported Commands): the bits of the commands this firmware answers. */
+  supportedCommands(): Uint8Array {
+    const bits: { [N in CommandName]?: readonly [number, number] } = {};
+    for (const name of this.answered) {
+      const pos = COMMAND_BITS[name];
+      if (pos) bits[name] = pos;
+    }
+    return bitmapOf(bits);
+  }
+
+  /** Zephyr vendor Read Supported Commands bitmap. */
+  vendorSupportedCommands(): Uint8Array {
+    const bits: { [N in CommandName]?: readonly [number, number] } = {};
+    for (const name of this.answered) {
+      const pos = VENDOR_COMMAND_BITS[name];
+      if (pos) bits[name] = pos;
+    }
+    return bitmapOf(bits);
+  }
+
+  /** LE features (LE Read Local Supported Features, LL_FEATURE_RSP), little-endian. Core 5.4 Vol 6 Part B 4.6. */
+  leFeatures(): Uint8Array {
+    const out = new Uint8Array(8);
+    const bits = this.firmware.leFeatures.map((f) => LeFeature[f]);
+    if (this.firmware.llPrivacy) bits.push(LeFeature.LlPrivacy);
+    for (const bit of bits) out[bit >> 3] = (out[bit >> 3] as number) | (1 << (bit & 7));
+    return out;
   }
 
   /** Names of the commands this controller answers (the rest get Unknown HCI Command). */
   implementedCommands(): CommandName[] {
+    return (Object.keys(this.handlers) as CommandName[]).filter((n) => this.answered.has(n));
+  }
+
+  /** Names of every command the virtual controller can play, whatever the firmware profile answers. */
+  handledCommands(): CommandName[] {
     return Object.keys(this.handlers) as CommandName[];
   }
 
@@ -536,10 +590,10 @@ export class VirtualController {
       this.rejectCommand(d.opcode, HciStatus.InvalidHciCommandParameters);
       return;
     }
-    const handler = this.handlers[d.name] as ((p: unknown, op: number) => void) | undefined;
+    const handler = this.answered.has(d.name) ? (this.handlers[d.name] as ((p: unknown, op: number) => void) | undefined) : undefined;
     if (!handler) {
       this.stats.unknownCommands++;
-      this.log.info(`command ${formatOpcode(d.opcode)} is not implemented: 0x01 Unknown HCI Command`);
+      this.log.info(`command ${formatOpcode(d.opcode)} (${d.name}) is not supported by the ${this.firmware.name} firmware: 0x01 Unknown HCI Command`);
       this.emit('CommandComplete', { numHciCommandPackets: 1, opcode: d.opcode, returnParameters: Uint8Array.of(HciStatus.UnknownHciCommand) });
       return;
     }
@@ -611,13 +665,13 @@ export class VirtualController {
       // ---------------- Informational
       ReadLocalVersionInformation: () =>
         this.commandComplete('ReadLocalVersionInformation', ok, {
-          hciVersion: CORE_VERSION_5_4,
+          hciVersion: this.firmware.version.hciVersion,
           hciSubversion: this.hciSubversion,
-          lmpVersion: CORE_VERSION_5_4,
-          companyId: COMPANY_NORDIC,
+          lmpVersion: this.firmware.version.lmpVersion,
+          companyId: this.firmware.version.companyId,
           lmpSubversion: this.lmpSubversion,
         }),
-      ReadLocalSupportedCommands: () => this.commandComplete('ReadLocalSupportedCommands', ok, { commands: VirtualController.supportedCommands() }),
+      ReadLocalSupportedCommands: () => this.commandComplete('ReadLocalSupportedCommands', ok, { commands: this.supportedCommands() }),
       ReadLocalSupportedFeatures: () => this.commandComplete('ReadLocalSupportedFeatures', ok, { features: LMP_FEATURES.slice() }),
       ReadBufferSize: () =>
         // LE-only: the shared ACL buffers; no synchronous buffers.
@@ -640,7 +694,7 @@ export class VirtualController {
         if (!l) return this.commandComplete('ReadEncryptionKeySize', HciStatus.UnknownConnectionIdentifier, { handle: p.handle, keySize: 0 });
         // An unencrypted link has no key: Insufficient Security (Core 5.4 Vol 4 Part E 7.5.7).
         if (!l.conn.encrypted) return this.commandComplete('ReadEncryptionKeySize', HciStatus.InsufficientSecurity, { handle: p.handle, keySize: 0 });
-        this.commandComplete('ReadEncryptionKeySize', ok, { handle: p.handle, keySize: this.encryptionKeySize });
+        this.commandComplete('ReadEncryptionKeySize', ok, { handle: p.handle, keySize: l.conn.keySize });
       },
 
       // ---------------- LE
@@ -657,7 +711,7 @@ export class VirtualController {
           isoDataPacketLength: 0,
           totalNumIsoDataPackets: 0,
         }),
-      LeReadLocalSupportedFeatures: () => this.commandComplete('LeReadLocalSupportedFeatures', ok, { features: leFeatures() }),
+      LeReadLocalSupportedFeatures: () => this.commandComplete('LeReadLocalSupportedFeatures', ok, { features: this.leFeatures() }),
       LeReadSupportedStates: () => this.commandComplete('LeReadSupportedStates', ok, { states: SUPPORTED_STATES }),
       LeSetRandomAddress: (p) => {
         // Command Disallowed while advertising, scanning or initiating (Core 5.4 Vol 4 Part E 7.8.4;
@@ -972,8 +1026,8 @@ export class VirtualController {
       },
 
       // ---------------- Zephyr vendor commands (Zephyr include/zephyr/bluetooth/hci_vs.h)
-      ZephyrReadVersionInfo: () => this.commandComplete('ZephyrReadVersionInfo', ok, { ...ZEPHYR_VERSION_INFO }),
-      ZephyrReadSupportedCommands: () => this.commandComplete('ZephyrReadSupportedCommands', ok, { commands: bitmapOf(VENDOR_COMMAND_BITS) }),
+      ZephyrReadVersionInfo: () => this.commandComplete('ZephyrReadVersionInfo', ok, { ...this.firmware.zephyrVersion }),
+      ZephyrReadSupportedCommands: () => this.commandComplete('ZephyrReadSupportedCommands', ok, { commands: this.vendorSupportedCommands() }),
       ZephyrReadSupportedFeatures: () => this.commandComplete('ZephyrReadSupportedFeatures', ok, { features: new Uint8Array(8) }),
       ZephyrWriteBdAddr: (p) => {
         this.publicAddress = p.address;
@@ -1013,7 +1067,7 @@ export class VirtualController {
    */
   encryptionChanged(handle: number, status: number, enabled: boolean): void {
     if (this.wants('EncryptionChangeV2')) {
-      this.emit('EncryptionChangeV2', { status, handle, enabled: enabled ? 1 : 0, keySize: enabled ? this.encryptionKeySize : 0 });
+      this.emit('EncryptionChangeV2', { status, handle, enabled: enabled ? 1 : 0, keySize: enabled ? (this.links.get(handle)?.conn.keySize ?? 16) : 0 });
     } else {
       this.emit('EncryptionChange', { status, handle, enabled: enabled ? 1 : 0 });
     }

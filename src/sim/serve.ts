@@ -37,7 +37,7 @@ export interface ServeControllersOptions {
   /** Options given to every controller. */
   controller?: Omit<VirtualControllerOptions, 'name' | 'seed'>;
   /** Air options (connection event model). */
-  air?: Pick<VirtualAirOptions, 'connectionEventIntervalMs' | 'maxPdusPerEvent' | 'connectionEventLengthUs'>;
+  air?: Pick<VirtualAirOptions, 'connectionEventIntervalMs' | 'maxPdusPerEvent' | 'connectionEventLengthUs' | 'firmware'>;
 }
 
 export interface ServedController {

@@ -1337,7 +1337,9 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     if (!key) this.log.warn('Encryption Change without a key handed out by SMP; treating the link as unauthenticated');
     let readBack = used.keySize;
     try {
-      readBack = await this.lower.readKeySize();
+      const r = await this.lower.readKeySize();
+      if (r === undefined) this.log.debug({ keySize: used.keySize }, 'the controller cannot report the encryption key size (no Read Encryption Key Size): using the negotiated size');
+      readBack = r ?? used.keySize;
     } catch (err) {
       this.log.warn({ err }, 'Read Encryption Key Size failed; using the negotiated key size');
     }

@@ -28,8 +28,12 @@ export interface SmpLower {
   ltkNegativeReply(): Promise<void>;
   /** Central: HCI LE Enable Encryption. Core 5.4 Vol 4 Part E 7.8.24. */
   startEncryption(ltk: Uint8Array, ediv: number, rand: bigint): Promise<void>;
-  /** HCI Read Encryption Key Size, after an Encryption Change. Core 5.4 Vol 4 Part E 7.5.7. */
-  readKeySize(): Promise<number>;
+  /**
+   * HCI Read Encryption Key Size, after an Encryption Change. Core 5.4 Vol 4 Part E 7.5.7.
+   * Undefined when the controller cannot tell (upstream Zephyr's link layer does not implement the
+   * command): the negotiated key size then stands.
+   */
+  readKeySize(): Promise<number | undefined>;
   /** HCI Disconnect with a reason (0x05 Authentication Failure, ...). */
   disconnect(reason: number): Promise<void>;
 }

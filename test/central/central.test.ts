@@ -18,6 +18,7 @@ import { GattUuid } from '../../src/gatt/uuid.js';
 import { seededRandom } from '../../src/util/random.js';
 import type { Address } from '../../src/util/address.js';
 import { drive, log, world } from './helpers.js';
+import { FIRMWARE_NAMES } from '../../src/sim/firmware.js';
 
 test('a scan decodes the wearable advertisement: complete name, 16-bit service UUIDs, connectable', async () => {
   const w = await world();
@@ -34,62 +35,66 @@ test('a scan decodes the wearable advertisement: complete name, 16-bit service U
   await w.close();
 });
 
-test('connect by name, discover, pair on 0x05 (LESC Just Works), read the encrypted record, bonds on both sides keyed by identity', async () => {
-  const w = await world({ central: { privacy: 'rpa', policy: { ioCapability: 0x04 } } });
-  w.profile.appendHealthRecord({ note: 'x'.repeat(200) }).catch(() => undefined);
-  const link = await drive(w.clock, w.central.connect({ name: 'Noira Band' }, { timeoutMs: 5000 }));
-  assert.ok(isResolvablePrivateAddress(link.localAddress), 'the central connected from an RPA');
-  assert.equal(await drive(w.clock, link.gatt.exchangeMtu()), 517);
-  const remote = await drive(w.clock, link.gatt.discoverAll());
-  const record = remote.characteristic(HealthUuid.record);
-  assert.ok(record);
-  const err = await drive(w.clock, link.gatt.read(record.valueHandle).then(() => undefined, (e: unknown) => e));
-  assert.ok(err instanceof AttError && err.code === 0x05, 'no bond: Insufficient Authentication');
-  const info = await drive(w.clock, link.smp.pair());
-  assert.equal(info.level, 2);
-  assert.equal(info.bonded, true);
-  assert.equal(info.model, 'justWorks');
-  const value = await drive(w.clock, link.gatt.read(record.valueHandle));
-  assert.equal(value.length, JSON.stringify({ note: 'x'.repeat(200) }).length);
-  // The peripheral stored the bond under our identity (static address), with our IRK.
-  const pb = w.periphBonds.list();
-  assert.equal(pb.length, 1);
-  assert.deepEqual(pb[0]!.peer, w.central.identity!.address);
-  assert.deepEqual(pb[0]!.peerIrk, w.central.identity!.irk);
-  // And we stored the wearable's identity.
-  assert.deepEqual(w.centralBonds.list()[0]!.peer, w.peripheral.identity!.address);
-  await w.close();
-});
+for (const firmware of FIRMWARE_NAMES) {
+  test(`${firmware} firmware: connect by name, discover, pair on 0x05 (LESC Just Works), read the encrypted record, bonds on both sides keyed by identity`, async () => {
+    const w = await world({ firmware, central: { privacy: 'rpa', policy: { ioCapability: 0x04 } } });
+    w.profile.appendHealthRecord({ note: 'x'.repeat(200) }).catch(() => undefined);
+    const link = await drive(w.clock, w.central.connect({ name: 'Noira Band' }, { timeoutMs: 5000 }));
+    assert.ok(isResolvablePrivateAddress(link.localAddress), 'the central connected from an RPA');
+    assert.equal(await drive(w.clock, link.gatt.exchangeMtu()), 517);
+    const remote = await drive(w.clock, link.gatt.discoverAll());
+    const record = remote.characteristic(HealthUuid.record);
+    assert.ok(record);
+    const err = await drive(w.clock, link.gatt.read(record.valueHandle).then(() => undefined, (e: unknown) => e));
+    assert.ok(err instanceof AttError && err.code === 0x05, 'no bond: Insufficient Authentication');
+    const info = await drive(w.clock, link.smp.pair());
+    assert.equal(info.level, 2);
+    assert.equal(info.bonded, true);
+    assert.equal(info.model, 'justWorks');
+    const value = await drive(w.clock, link.gatt.read(record.valueHandle));
+    assert.equal(value.length, JSON.stringify({ note: 'x'.repeat(200) }).length);
+    // The peripheral stored the bond under our identity (static address), with our IRK.
+    const pb = w.periphBonds.list();
+    assert.equal(pb.length, 1);
+    assert.deepEqual(pb[0]!.peer, w.central.identity!.address);
+    assert.deepEqual(pb[0]!.peerIrk, w.central.identity!.irk);
+    // And we stored the wearable's identity.
+    assert.deepEqual(w.centralBonds.list()[0]!.peer, w.peripheral.identity!.address);
+    await w.close();
+  });
+}
 
-test('after reconnecting from a new RPA the stored key encrypts the link without pairing, and the CCCD comes back', async () => {
-  const w = await world({ central: { privacy: 'rpa', policy: { ioCapability: 0x04 } } });
-  const first = await drive(w.clock, w.central.connect({ name: 'Noira Band' }));
-  const remote = await drive(w.clock, first.gatt.discoverAll());
-  const periphPaired = w.peripheral.wait('paired');
-  await drive(w.clock, first.smp.pair());
-  await drive(w.clock, periphPaired);
-  const hr = remote.characteristic(GattUuid.heartRateMeasurement)!;
-  await drive(w.clock, first.gatt.subscribe(hr, 'notify'));
-  await drive(w.clock, first.disconnect());
-  let pairings = 0;
-  w.peripheral.on('paired', () => pairings++);
-  const second = await drive(w.clock, w.central.connect({ address: w.peripheral.identity!.address }));
-  assert.notDeepEqual(second.localAddress, first.localAddress);
-  assert.ok(isResolvablePrivateAddress(second.localAddress));
-  assert.equal(second.smp.encryptWithBond(), true);
-  assert.ok(await w.clock.runUntil(() => second.smp.encrypted && w.peripheral.connections[0]?.smp.encrypted === true, 5000), 're-encrypted');
-  assert.deepEqual(w.periphBonds.list()[0]!.cccd, { [hr.cccdHandle!]: 1 }, 'the CCCD was kept with the bond');
-  assert.equal(w.peripheral.connections[0]!.att.cccdOf(hr.valueHandle), 1, 'restored on encryption');
-  const got: Uint8Array[] = [];
-  second.gatt.on('notification', (h, v) => h === hr.valueHandle && got.push(v));
-  await drive(w.clock, w.profile.setHeartRate(71));
-  assert.ok(await w.clock.runUntil(() => got.length === 1, 2000), 'notification without re-subscribing');
-  assert.equal(got[0]![1], 71);
-  assert.equal(pairings, 0);
-  const periphLink = w.peripheral.connections[0]!;
-  assert.deepEqual(periphLink.smp.peerIdentity, w.central.identity!.address, 'the wearable resolved the new RPA to our identity');
-  await w.close();
-});
+for (const firmware of FIRMWARE_NAMES) {
+  test(`${firmware} firmware: after reconnecting from a new RPA the stored key encrypts the link without pairing, and the CCCD comes back`, async () => {
+    const w = await world({ firmware, central: { privacy: 'rpa', policy: { ioCapability: 0x04 } } });
+    const first = await drive(w.clock, w.central.connect({ name: 'Noira Band' }));
+    const remote = await drive(w.clock, first.gatt.discoverAll());
+    const periphPaired = w.peripheral.wait('paired');
+    await drive(w.clock, first.smp.pair());
+    await drive(w.clock, periphPaired);
+    const hr = remote.characteristic(GattUuid.heartRateMeasurement)!;
+    await drive(w.clock, first.gatt.subscribe(hr, 'notify'));
+    await drive(w.clock, first.disconnect());
+    let pairings = 0;
+    w.peripheral.on('paired', () => pairings++);
+    const second = await drive(w.clock, w.central.connect({ address: w.peripheral.identity!.address }));
+    assert.notDeepEqual(second.localAddress, first.localAddress);
+    assert.ok(isResolvablePrivateAddress(second.localAddress));
+    assert.equal(second.smp.encryptWithBond(), true);
+    assert.ok(await w.clock.runUntil(() => second.smp.encrypted && w.peripheral.connections[0]?.smp.encrypted === true, 5000), 're-encrypted');
+    assert.deepEqual(w.periphBonds.list()[0]!.cccd, { [hr.cccdHandle!]: 1 }, 'the CCCD was kept with the bond');
+    assert.equal(w.peripheral.connections[0]!.att.cccdOf(hr.valueHandle), 1, 'restored on encryption');
+    const got: Uint8Array[] = [];
+    second.gatt.on('notification', (h, v) => h === hr.valueHandle && got.push(v));
+    await drive(w.clock, w.profile.setHeartRate(71));
+    assert.ok(await w.clock.runUntil(() => got.length === 1, 2000), 'notification without re-subscribing');
+    assert.equal(got[0]![1], 71);
+    assert.equal(pairings, 0);
+    const periphLink = w.peripheral.connections[0]!;
+    assert.deepEqual(periphLink.smp.peerIdentity, w.central.identity!.address, 'the wearable resolved the new RPA to our identity');
+    await w.close();
+  });
+}
 
 test('connecting to an address nobody advertises times out: LE Create Connection Cancel, then CentralError timeout', async () => {
   const w = await world();

@@ -5,6 +5,7 @@ import { createMemoryTransportPair } from '../../src/hci/memory-transport.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
 import { WearableProfile } from '../../src/gatt/profile.js';
 import { VirtualAir } from '../../src/sim/air.js';
+import type { FirmwareName } from '../../src/sim/firmware.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { seededRandom } from '../../src/util/random.js';
 import { createLogger, silentLogger } from '../../src/util/log.js';
@@ -35,11 +36,11 @@ export interface World {
 }
 
 export async function world(
-  o: { seed?: string; central?: Partial<CentralOptions>; peripheral?: Partial<PeripheralOptions>; start?: boolean } = {},
+  o: { seed?: string; central?: Partial<CentralOptions>; peripheral?: Partial<PeripheralOptions>; start?: boolean; firmware?: FirmwareName } = {},
 ): Promise<World> {
   const seed = o.seed ?? 'central-test';
   const clock = new VirtualClock();
-  const air = new VirtualAir({ clock, seed, log });
+  const air = new VirtualAir({ clock, seed, log, ...(o.firmware ? { firmware: o.firmware } : {}) });
   const [ph, pc] = createMemoryTransportPair('wearable-host', 'wearable-ctrl');
   const [ch, cc] = createMemoryTransportPair('phone-host', 'phone-ctrl');
   air.createController({ name: 'wearable', seed: `${seed}/wearable` }).attach(pc);

@@ -19,6 +19,7 @@ import type { ControllerInfo } from '../../src/hci/controller-info.js';
 import { H4Type } from '../../src/hci/h4.js';
 import { e } from '../../src/smp/crypto.js';
 import { leEncryptSampleWire } from '../../src/doctor/controller.js';
+import { FIRMWARE_PROFILES, isFirmwareName, type FirmwareName } from '../../src/sim/firmware.js';
 
 /** A freshly opened transport to the controller under test. */
 export interface OpenedController {
@@ -35,7 +36,12 @@ export interface BodyOptions {
   log?: Logger;
   /** HCI Resets in the soak. Default 20 (WEARABLE_HOST_SOAK_RESETS overrides it in the runners). */
   soakResets?: number;
-  /** Data length and ACL buffer size the firmware overlay sets. Default 251. */
+  /**
+   * The firmware the controller runs: its profile (src/sim/firmware.ts) is what the identity and
+   * buffer bodies expect, so a DK that disagrees with the table fails here. Default `ncs`.
+   */
+  firmware?: FirmwareName;
+  /** Data length and ACL buffer size expected. Default: the firmware profile's. */
   expectedDataLength?: number;
   /** Per-command timeout. Default 2000 ms. */
   commandTimeoutMs?: number;
@@ -119,13 +125,16 @@ export const bringUp: HilBody = {
 };
 
 export const vendorIdentity: HilBody = {
-  name: 'vendor identity: Zephyr Read Version Information says Nordic (0x0002) nRF53 (0x0003), company Nordic',
+  name: 'vendor identity: Zephyr Read Version Information says Nordic (0x0002) nRF53 (0x0003); company and versions as the firmware profile says (Nordic 0x0059 or The Linux Foundation 0x05F1)',
   async run(open, opts = {}) {
+    const fw = FIRMWARE_PROFILES[opts.firmware ?? 'ncs'];
     await withController(open, opts, async ({ info, description }) => {
       assert.ok(info.vendor, `Zephyr vendor commands answered on ${description} (CONFIG_BT_HCI_VS)`);
       assert.equal(info.vendor.hwPlatform, 0x0002, info.vendor.hwPlatformName);
       assert.equal(info.vendor.hwVariant, 0x0003, info.vendor.hwVariantName);
-      assert.equal(info.version.companyId, 0x0059, info.version.companyName);
+      assert.equal(info.version.companyId, fw.version.companyId, `${info.version.companyName} (${fw.name} firmware profile)`);
+      assert.equal(info.version.hciVersion, fw.version.hciVersion, 'HCI version');
+      assert.equal(info.supports('ReadEncryptionKeySize'), fw.commands.includes('ReadEncryptionKeySize'), 'Read Encryption Key Size in the Supported Commands bitmap');
     });
   },
 };
@@ -212,19 +221,23 @@ export const advertisingOnOff: HilBody = {
 };
 
 export const dataLengthAndBuffers: HilBody = {
-  name: 'data length and ACL buffers are as the firmware overlay configures them (251)',
+  name: 'data length and ACL buffers are as the firmware configures them (ncs overlay: 10 x 251, LL 251; upstream Zephyr defaults: 7 x 27, LL 27)',
   async run(open, opts = {}) {
-    const want = opts.expectedDataLength ?? 251;
+    const fw = FIRMWARE_PROFILES[opts.firmware ?? 'ncs'];
+    const want = opts.expectedDataLength ?? fw.maxDataLength;
+    const wantBuffer = opts.expectedDataLength ?? fw.aclBufferSize;
+    const time = (want + 14) * 8;
     await withController(open, opts, async ({ hci, info }) => {
       assert.ok(info.features.dataLengthExtension, 'LE Data Packet Length Extension');
-      assert.equal(info.buffers.aclPacketLength, want, `ACL buffer size (${info.buffers.source})`);
+      assert.equal(info.buffers.aclPacketLength, wantBuffer, `ACL buffer size (${info.buffers.source}, CONFIG_BT_BUF_ACL_TX_SIZE)`);
+      if (opts.expectedDataLength === undefined) assert.equal(info.buffers.aclPacketCount, fw.aclBuffers, 'ACL buffers (CONFIG_BT_BUF_ACL_TX_COUNT)');
       const m = await hci.command('LeReadMaximumDataLength', {});
       assert.equal(m.maxTxOctets, want, 'maximum TX octets (CONFIG_BT_CTLR_DATA_LENGTH_MAX)');
       assert.equal(m.maxRxOctets, want, 'maximum RX octets');
-      assert.ok(m.maxTxTime >= 2120 && m.maxRxTime >= 2120, `max times ${m.maxTxTime}/${m.maxRxTime} us cover 251 octets on 1M PHY`);
-      await hci.command('LeWriteSuggestedDefaultDataLength', { maxTxOctets: want, maxTxTime: 2120 });
+      assert.ok(m.maxTxTime >= time && m.maxRxTime >= time, `max times ${m.maxTxTime}/${m.maxRxTime} us cover ${want} octets on 1M PHY`);
+      await hci.command('LeWriteSuggestedDefaultDataLength', { maxTxOctets: want, maxTxTime: time });
       const d = await hci.command('LeReadSuggestedDefaultDataLength', {});
-      assert.deepEqual(d, { maxTxOctets: want, maxTxTime: 2120 });
+      assert.deepEqual(d, { maxTxOctets: want, maxTxTime: time });
     });
   },
 };
@@ -322,4 +335,21 @@ export function dkOpener(port: string, label = 'DK'): ControllerOpener {
     const transport = await openTransport(port, dkSerialOptionsFromEnv());
     return { transport, description: `${label} on ${transport.description}` };
   };
+}
+
+/** WEARABLE_HOST_FIRMWARE: `ncs` (default, firmware/README.md) or `zephyr` (docs/zephyr-hci-uart.md). */
+export function firmwareFromEnv(): FirmwareName {
+  const v = process.env['WEARABLE_HOST_FIRMWARE'];
+  if (v === undefined || v === '') return 'ncs';
+  if (!isFirmwareName(v)) throw new Error(`WEARABLE_HOST_FIRMWARE must be ncs or zephyr, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** WEARABLE_HOST_DATA_LENGTH: the ACL/LL data length the DK's build sets when it differs from its firmware profile (251 with our overlay on upstream Zephyr). */
+export function dataLengthFromEnv(): number | undefined {
+  const v = process.env['WEARABLE_HOST_DATA_LENGTH'];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 27 || n > 251) throw new Error(`WEARABLE_HOST_DATA_LENGTH must be a whole number from 27 to 251, got ${JSON.stringify(v)}`);
+  return n;
 }

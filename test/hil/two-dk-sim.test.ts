@@ -3,7 +3,7 @@
  * virtual air, in `npm test`: the same code two-dk.hil.test.ts runs on two DKs over real radio,
  * so those tests cannot rot unnoticed.
  *
- * Each body gets a fresh air on a seeded VirtualClock with in-memory transports (fast and
+ * Each body runs once per firmware profile (src/sim/firmware.ts) and gets a fresh air on a seeded VirtualClock with in-memory transports (fast and
  * deterministic: the scenarios' waits are virtual). One more run goes through the real-time path
  * the hardware uses: two controllers served on TCP by serveControllers, TcpTransport openers, the
  * real clock and the per-step timeout driver.
@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { createMemoryTransportPair } from '../../src/hci/memory-transport.js';
 import { TcpTransport } from '../../src/hci/tcp-transport.js';
 import { VirtualAir, serveControllers, type VirtualController } from '../../src/sim/index.js';
+import { FIRMWARE_NAMES } from '../../src/sim/firmware.js';
 import { RealClock, VirtualClock } from '../../src/util/clock.js';
 import { seededRandom } from '../../src/util/random.js';
 import type { ControllerOpener } from './bodies.js';
@@ -25,11 +26,12 @@ function memoryOpener(ctrl: VirtualController): ControllerOpener {
   };
 }
 
+for (const firmware of FIRMWARE_NAMES) {
 TWO_DK_BODIES.forEach((body, i) => {
-  test(`two virtual controllers: ${body.name}`, async () => {
+  test(`two virtual controllers (${firmware} firmware): ${body.name}`, async () => {
     const seed = `two-dk-sim/${i}`;
     const clock = new VirtualClock();
-    const air = new VirtualAir({ clock, seed });
+    const air = new VirtualAir({ clock, seed, firmware });
     try {
       const openers: TwoDkOpeners = {
         wearable: memoryOpener(air.createController({ name: 'wearable-nrf5340', seed: `${seed}/wearable` })),
@@ -42,6 +44,7 @@ TWO_DK_BODIES.forEach((body, i) => {
     }
   });
 });
+}
 
 const realTimeBody = TWO_DK_BODIES[0];
 if (realTimeBody) {

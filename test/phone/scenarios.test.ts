@@ -9,12 +9,14 @@ import { runScenario, type ScenarioResult } from '../../src/phone/runner.js';
 import { eventsOf, smpTrail } from '../../src/phone/events.js';
 import { SCENARIO_NAMES, connectionEvents, type ScenarioName } from '../../src/phone/scenarios.js';
 import type { PhoneName } from '../../src/phone/profiles.js';
+import { FIRMWARE_NAMES, type FirmwareName } from '../../src/sim/firmware.js';
 
 const cache = new Map<string, Promise<ScenarioResult>>();
-function result(profile: PhoneName, scenario: ScenarioName): Promise<ScenarioResult> {
-  const key = `${profile}/${scenario}`;
+/** One run per firmware, phone and scenario (both controllers run the same firmware). */
+function result(profile: PhoneName, scenario: ScenarioName, firmware: FirmwareName = 'ncs'): Promise<ScenarioResult> {
+  const key = `${firmware}/${profile}/${scenario}`;
   let r = cache.get(key);
-  if (!r) cache.set(key, (r = runScenario({ profile, scenario, seed: 'scenario-tests' })));
+  if (!r) cache.set(key, (r = runScenario({ profile, scenario, seed: 'scenario-tests', firmware })));
   return r;
 }
 
@@ -84,10 +86,11 @@ function hex2(v: number): string {
   return `0x${v.toString(16).padStart(2, '0')}`;
 }
 
+for (const firmware of FIRMWARE_NAMES) {
 for (const scenario of SCENARIO_NAMES) {
   for (const profile of ['ios', 'android'] as const) {
-    test(`${scenario} with ${profile}: pass, with the expected SMP PDUs, ATT errors and encryption statuses in order`, async () => {
-      const r = await result(profile, scenario);
+    test(`${scenario} with ${profile} on ${firmware} controllers: pass, with the expected SMP PDUs, ATT errors and encryption statuses in order`, async () => {
+      const r = await result(profile, scenario, firmware);
       assert.equal(r.verdict, 'pass', r.observed);
       assert.equal(r.error, undefined);
       const want = EXPECTED[scenario](profile);
@@ -100,6 +103,7 @@ for (const scenario of SCENARIO_NAMES) {
       );
     });
   }
+}
 }
 
 test("the phones' Pairing Requests carry the profile's IO capability, AuthReq (iOS 0x0d, Android 0x2d with CT2) and key distribution", async () => {

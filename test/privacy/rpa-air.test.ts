@@ -71,7 +71,8 @@ async function world(smpLocal: 'rpa-in-use' | 'identity' = 'rpa-in-use') {
   const air = new VirtualAir({ clock, seed: 'rpa-air', log });
   const [hostP, ctrlP] = createMemoryTransportPair('periph-host', 'periph-ctrl');
   const [hostC, ctrlC] = createMemoryTransportPair('central-host', 'central-ctrl');
-  const periphController = air.createController({ name: 'periph', seed: 'p' });
+  // LL privacy built in (CONFIG_BT_CTLR_PRIVACY=y): the resolving list is what is tested here.
+  const periphController = air.createController({ name: 'periph', seed: 'p', llPrivacy: true });
   periphController.attach(ctrlP);
   air.createController({ name: 'central', seed: 'c' }).attach(ctrlC);
   const rng = seededRandom('rpa-air');

@@ -204,7 +204,7 @@ test('a host that ignores its credits gets Data Buffer Overflow; the queued pack
     assert.equal(cen.completed(c, from), 3);
     assert.deepEqual(per.aclPackets(fromP).map((a) => toHex(a.data)), ['000000', '010101', '020202']);
     assert.equal(w.ctrls[1]!.stats.bufferOverflows, 1);
-  }));
+  }, { controller: { aclBuffers: 3 } }));
 
 test('LE Set Data Length raises the LL PDU size to 251 with Data Length Change on both sides', () =>
   withWorld(2, async (w) => {
@@ -320,7 +320,7 @@ test('remote version and remote features arrive after a Command Status', () =>
     const fromP = per.mark();
     assert.equal((await per.cmd('LeReadRemoteFeatures', { handle: p })).status, 0);
     const f = await per.waitFor('LeReadRemoteFeaturesComplete', fromP);
-    assert.equal(toHex(f.features), '7f01000000000000');
+    assert.equal(toHex(f.features), '3f01000000000000');
     const rssi = await cen.cmd('ReadRssi', { handle: c });
     assert.equal(rssi.status, 0);
     assert.ok(rssi.ret!.rssi < -30 && rssi.ret!.rssi > -90);
@@ -389,6 +389,52 @@ test('encryption with different keys ends the link on both sides with 0x3D MIC f
     assert.deepEqual({ ...(await per.waitFor('DisconnectionComplete', fromP)) }, { status: 0, handle: p, reason: HciStatus.ConnectionTerminatedMicFailure });
     assert.equal(cen.events('EncryptionChange', fromC).length, 0);
     assert.equal(w.ctrls[0]!.connectionCount + w.ctrls[1]!.connectionCount, 0);
+  }));
+
+test('zephyr firmware, different keys: the peripheral (first to receive an encrypted PDU) reports 0x3D MIC failure, the central 0x08 a supervision timeout later', () =>
+  withWorld(2, async (w) => {
+    const { per, cen, p, c } = await connectedPair(w);
+    const fromC = cen.mark();
+    const fromP = per.mark();
+    await cen.cmd('LeEnableEncryption', { handle: c, rand: 0n, ediv: 0, ltk: LTK });
+    await per.waitFor('LeLongTermKeyRequest', fromP);
+    await per.cmd('LeLongTermKeyRequestReply', { handle: p, ltk: fromHex('ff'.repeat(16)) });
+    const t0 = w.clock.now();
+    assert.deepEqual({ ...(await per.waitFor('DisconnectionComplete', fromP)) }, { status: 0, handle: p, reason: HciStatus.ConnectionTerminatedMicFailure });
+    const tMic = w.clock.now();
+    assert.equal(cen.events('DisconnectionComplete', fromC).length, 0, 'no LL_TERMINATE_IND: the central hears nothing yet');
+    assert.equal(w.ctrls[0]!.connectionCount, 0, 'the peripheral left the connection');
+    assert.deepEqual({ ...(await cen.waitFor('DisconnectionComplete', fromC)) }, { status: 0, handle: c, reason: HciStatus.ConnectionTimeout });
+    assert.ok(w.clock.now() - tMic >= 1000, `supervision timeout after the MIC failure (${w.clock.now() - t0} ms)`);
+    assert.equal(per.events('DisconnectionComplete', fromP).length, 1, 'the peripheral host hears of it once');
+    assert.equal(w.ctrls[0]!.connectionCount + w.ctrls[1]!.connectionCount, 0);
+  }, { air: { firmware: 'zephyr' } }));
+
+test('Read Encryption Key Size and Encryption Change v2 report the key size the pairing on the link negotiated, also when the key is used again', () =>
+  withWorld(2, async (w) => {
+    const { per, cen, p, c } = await connectedPair(w);
+    // Pairing Request (max key size 10) from the central, Pairing Response (12) from the peripheral, on CID 0x0006.
+    cen.sendAcl(c, fromHex('0700 0600 01 04 00 0d 0a 03 03'));
+    per.sendAcl(p, fromHex('0700 0600 02 03 00 09 0c 03 03'));
+    await runFor(w.clock, () => per.aclPackets(0).length > 0 && cen.aclPackets(0).length > 0, 2000);
+    // Encryption Change v2 on the peripheral side (Event Mask Page 2 bit 25).
+    await per.cmd('SetEventMaskPage2', { mask: 1n << 25n });
+    const fromC = cen.mark();
+    const fromP = per.mark();
+    await cen.cmd('LeEnableEncryption', { handle: c, rand: 0n, ediv: 0, ltk: LTK });
+    await per.waitFor('LeLongTermKeyRequest', fromP);
+    await per.cmd('LeLongTermKeyRequestReply', { handle: p, ltk: LTK });
+    await cen.waitFor('EncryptionChange', fromC);
+    assert.deepEqual({ ...(await per.waitFor('EncryptionChangeV2', fromP)) }, { status: 0, handle: p, enabled: 1, keySize: 10 });
+    assert.deepEqual((await per.cmd('ReadEncryptionKeySize', { handle: p })).ret, { handle: p, keySize: 10 });
+    assert.deepEqual((await cen.cmd('ReadEncryptionKeySize', { handle: c })).ret, { handle: c, keySize: 10 });
+    // The same key again (a reconnection would do the same): still 10.
+    const fromP2 = per.mark();
+    await cen.cmd('LeEnableEncryption', { handle: c, rand: 0n, ediv: 0, ltk: LTK });
+    await per.waitFor('LeLongTermKeyRequest', fromP2);
+    await per.cmd('LeLongTermKeyRequestReply', { handle: p, ltk: LTK });
+    await per.waitFor('EncryptionKeyRefreshComplete', fromP2);
+    assert.deepEqual((await per.cmd('ReadEncryptionKeySize', { handle: p })).ret, { handle: p, keySize: 10 });
   }));
 
 test('a peripheral host that never answers the LTK request loses the link with 0x22 after 40 s', () =>

@@ -7,7 +7,6 @@ import { encodeWith, type Codec } from '../../src/hci/codec.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
 import { COMMAND_BITS, VENDOR_COMMAND_BITS } from '../../src/sim/capabilities.js';
-import { VirtualController } from '../../src/sim/controller.js';
 import { makeWorld, type World } from './helpers.js';
 
 /** One controller and its raw host; the test body gets them and the world is closed after. */
@@ -32,25 +31,51 @@ test('the controller says nothing after attach until HCI Reset, then answers 04 
     assert.equal(await host.exchange('01 03 0c 00'), '040e0401030c00');
   }));
 
-test('informational commands answer with 5.4 / Nordic version, LE-only features and 251-byte buffers', () =>
+test('ncs firmware: informational commands answer with 5.4 / Nordic version, LE-only features, 10 x 251-byte buffers, no LL privacy', () =>
   withOne(async ({ hosts }) => {
     const host = hosts[0]!;
     await host.exchange('01030c00');
     assert.equal(await host.exchange('01 01 10 00'), h('04 0e 0c 01 01 10 00 0d 3c1a 0d 5900 3c1a'));
     assert.equal(await host.exchange('01 03 10 00'), h('04 0e 0c 01 03 10 00 00 00 00 00 60 00 00 00'));
-    assert.equal(await host.exchange('01 05 10 00'), h('04 0e 0b 01 05 10 00 fb00 00 0300 0000'));
+    assert.equal(await host.exchange('01 05 10 00'), h('04 0e 0b 01 05 10 00 fb00 00 0a00 0000'));
     assert.equal(await host.exchange('01 09 10 00'), h('04 0e 0a 01 09 10 00 000000000000'));
-    assert.equal(await host.exchange('01 02 20 00'), h('04 0e 07 01 02 20 00 fb00 03'));
-    assert.equal(await host.exchange('01 60 20 00'), h('04 0e 0a 01 60 20 00 fb00 03 0000 00'));
-    // Encryption, CPR, ext reject, peripheral features, ping, DLE, privacy (0x7f), 2M PHY (bit 8).
-    assert.equal(await host.exchange('01 03 20 00'), h('04 0e 0c 01 03 20 00 7f 01 00 00 00 00 00 00'));
+    assert.equal(await host.exchange('01 02 20 00'), h('04 0e 07 01 02 20 00 fb00 0a'));
+    assert.equal(await host.exchange('01 60 20 00'), h('04 0e 0a 01 60 20 00 fb00 0a 0000 00'));
+    // Encryption, CPR, ext reject, peripheral features, ping, DLE (0x3f; no LL privacy, bit 6), 2M PHY (bit 8).
+    assert.equal(await host.exchange('01 03 20 00'), h('04 0e 0c 01 03 20 00 3f 01 00 00 00 00 00 00'));
     assert.equal(await host.exchange('01 1c 20 00'), h('04 0e 0c 01 1c 20 00 ffffffffff03 0000'));
     assert.equal(await host.exchange('01 07 20 00'), h('04 0e 05 01 07 20 00 00'));
     assert.equal(await host.exchange('01 0f 20 00'), h('04 0e 05 01 0f 20 00 08'));
-    assert.equal(await host.exchange('01 2a 20 00'), h('04 0e 05 01 2a 20 00 08'));
+    // LE Read Resolving List Size: not built without LL privacy (CONFIG_BT_CTLR_PRIVACY=n).
+    assert.equal(await host.exchange('01 2a 20 00'), h('04 0e 04 01 2a 20 01'));
     assert.equal(await host.exchange('01 23 20 00'), h('04 0e 08 01 23 20 00 1b00 4801'));
     assert.equal(await host.exchange('01 2f 20 00'), h('04 0e 0c 01 2f 20 00 fb00 4808 fb00 4808'));
   }));
+
+test('zephyr firmware: 5.4 / The Linux Foundation (0x05F1) version, subversion 0xFFFF, zero BD_ADDR, 7 x 27-byte buffers, no Read Encryption Key Size or LE Read Buffer Size v2', async () => {
+  const w = makeWorld(1, { seed: 'ctrl-test', air: { firmware: 'zephyr' } });
+  try {
+    const host = w.hosts[0]!;
+    await host.exchange('01030c00');
+    assert.equal(await host.exchange('01 01 10 00'), h('04 0e 0c 01 01 10 00 0d 0000 0d f105 ffff'));
+    assert.equal(await host.exchange('01 09 10 00'), h('04 0e 0a 01 09 10 00 000000000000'));
+    assert.equal(await host.exchange('01 05 10 00'), h('04 0e 0b 01 05 10 00 1b00 00 0700 0000'));
+    assert.equal(await host.exchange('01 02 20 00'), h('04 0e 07 01 02 20 00 1b00 07'));
+    assert.equal(await host.exchange('01 60 20 00'), h('04 0e 04 01 60 20 01'));
+    assert.equal(await host.exchange('01 08 14 02 0000'), h('04 0e 04 01 08 14 01'));
+    assert.equal(await host.exchange('01 03 20 00'), h('04 0e 0c 01 03 20 00 3f 01 00 00 00 00 00 00'));
+    assert.equal(await host.exchange('01 2f 20 00'), h('04 0e 0c 01 2f 20 00 1b00 4801 1b00 4801'));
+    // Zephyr Read Version Information: Nordic (0x0002), nRF53x (0x0003), standard firmware, 4.1.0.
+    assert.equal(await host.exchange('01 01 fc 00'), h('04 0e 10 01 01 fc 00 0200 0300 00 04 0100 00000000'));
+    // The Supported Commands bitmap drops what the firmware does not answer (octet 20 bit 4, octet 41 bit 5).
+    const bitmap = fromHex(await host.exchange('01 02 10 00')).subarray(7);
+    assert.equal(((bitmap[20] as number) >> 4) & 1, 0);
+    assert.equal(((bitmap[41] as number) >> 5) & 1, 0);
+    assert.equal(((bitmap[34] as number) >> 3) & 1, 0, 'no resolving list without LL privacy');
+  } finally {
+    w.close();
+  }
+});
 
 test('the buffer count and data length are options of the controller', async () => {
   const w = makeWorld(1, { controller: { aclBuffers: 8 } });
@@ -92,12 +117,12 @@ test('the Supported Commands bitmap lists exactly the commands the controller im
     for (const [name, [octet, bit]] of Object.entries(SupportedCommandBits)) {
       assert.deepEqual(COMMAND_BITS[name as CommandName], [octet, bit], `${name} position differs from src/hci/commands.ts`);
     }
-    assert.equal(toHex(bitmap), toHex(VirtualController.supportedCommands()));
+    assert.equal(toHex(bitmap), toHex(ctrls[0]!.supportedCommands()));
   }));
 
-test('every command of the HCI table is implemented: none answers Unknown HCI Command', () =>
+test('every command of the HCI table can be played by the virtual controller (a firmware profile chooses which it answers)', () =>
   withOne(async ({ ctrls }) => {
-    const implemented = new Set(ctrls[0]!.implementedCommands());
+    const implemented = new Set(ctrls[0]!.handledCommands());
     for (const name of Object.keys(Commands) as CommandName[]) assert.ok(implemented.has(name), `${name} is in the table but not implemented`);
   }));
 
@@ -209,8 +234,10 @@ test('LE Rand returns 8 bytes from the injected random source', async () => {
   }
 });
 
-test('filter accept list, resolving list, PHY defaults and data length defaults', () =>
-  withOne(async ({ hosts }) => {
+test('filter accept list, resolving list (LL privacy built in), PHY defaults and data length defaults', async () => {
+  const w = makeWorld(1, { seed: 'ctrl-test', controller: { llPrivacy: true } });
+  try {
+    const { hosts } = w;
     const host = hosts[0]!;
     await host.exchange('01030c00');
     assert.equal(await host.exchange('01 10 20 00'), h('04 0e 04 01 10 20 00'));
@@ -233,7 +260,10 @@ test('filter accept list, resolving list, PHY defaults and data length defaults'
     // HCI Reset brings the suggested default data length back to 27 octets.
     await host.exchange('01030c00');
     assert.equal(await host.exchange('01 23 20 00'), h('04 0e 08 01 23 20 00 1b00 4801'));
-  }));
+  } finally {
+    w.close();
+  }
+});
 
 test('Zephyr vendor commands: version info, supported commands/features, write BD_ADDR, static address, key roots', () =>
   withOne(async ({ hosts, ctrls }) => {

@@ -75,7 +75,8 @@ export class FakeBondStore implements BondStore {
 export class FakeLower implements SmpLower {
   readonly sent: Uint8Array[] = [];
   readonly calls: string[] = [];
-  keySize = 16;
+  /** Read Encryption Key Size answer; undefined: the controller cannot report it (Zephyr's LL). */
+  keySize: number | undefined = 16;
   /** Called for each PDU sent (the back-to-back air). */
   onSend: ((pdu: Uint8Array) => void) | undefined;
   onLtkReply: ((ltk: Uint8Array | undefined) => void) | undefined;
@@ -103,7 +104,7 @@ export class FakeLower implements SmpLower {
     this.calls.push(`startEncryption ${toHex(ltk)} ${ediv} ${rand}`);
     this.onStartEncryption?.(ltk, ediv, rand);
   }
-  async readKeySize(): Promise<number> {
+  async readKeySize(): Promise<number | undefined> {
     this.calls.push('readKeySize');
     return this.keySize;
   }

@@ -232,6 +232,21 @@ test('key size: a peer offering less than the minimum gets 0x06; out-of-range si
   assert.deepEqual(q.lower.calls, [`ltkReply ${toHex(masked)}`]);
 });
 
+test('a controller that cannot report the key size (no Read Encryption Key Size): the negotiated 10-byte key stands, no disconnect', async () => {
+  const q = makeSide({ policy: { minKeySize: 10 } });
+  const c = new ScriptedCentral();
+  await upToDhKeyCheck(q, c, { maxKeySize: 10 });
+  await inject(q.session, { type: 'pairingDhKeyCheck', check: c.ea() });
+  q.lower.take();
+  q.lower.keySize = undefined;
+  q.session.onLtkRequest(0n, 0);
+  q.session.onEncryptionChange(0, true);
+  await drain(q.session);
+  assert.deepEqual(q.lower.calls.slice(1), ['readKeySize'], 'no disconnect');
+  assert.equal(q.session.encrypted, true);
+  assert.equal(eventsNamed(q.events, 'securityChanged').at(-1)?.[0].keySize, 10);
+});
+
 test('a short key read back after Encryption Change disconnects with 0x05 Authentication Failure', async () => {
   const p = makeSide();
   const c = new ScriptedCentral();
