@@ -64,6 +64,13 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
   private enabled = false;
   /** Parameters and data are set on the controller since its last reset. */
   private configured = false;
+  /**
+   * Counts the controller events that end legacy advertising (a peripheral connection, a
+   * re-initialisation). An enable whose command was in flight when one of them arrived does not
+   * make us believe the controller advertises: the order of a Command Complete and an LE
+   * Connection Complete delivered in one read is not the order of our awaits.
+   */
+  private endedByController = 0;
   private chain: Promise<void> = Promise.resolve();
   private readonly detachers: (() => void)[] = [];
 
@@ -87,6 +94,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
       if (c.role !== 'peripheral') return;
       // The controller ended legacy advertising when it accepted the connection.
       this.enabled = false;
+      this.endedByController++;
       if (this.wanted && this.autoRestart && this.roomForMore()) this.schedule('a connection leaves room for more');
     };
     const onDisconnected = (c: HciConnection): void => {
@@ -95,6 +103,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
     };
     const onReinitialised = (): void => {
       this.enabled = false;
+      this.endedByController++;
       this.configured = false;
       if (this.wanted && this.autoRestart) this.schedule('controller re-initialisation');
     };
@@ -188,7 +197,17 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
       await this.hci.command('LeSetScanResponseData', { data: this.payload.scanResponseData });
       this.configured = true;
     }
+    const before = this.endedByController;
     await this.hci.command('LeSetAdvertisingEnable', { enable: true });
+    if (before !== this.endedByController) {
+      // A connection (or a reset) came while the enable was in flight, before or after its Command
+      // Complete: advertising may have ended with it. Enabling again costs nothing when it did not
+      // (Core 5.4 Vol 4 Part E 7.8.9), so believe it stopped; the connection handler or the next
+      // disconnection restarts it.
+      this.enabled = false;
+      this.log.debug('a connection arrived while advertising was being enabled: treating advertising as stopped');
+      return;
+    }
     this.enabled = true;
     this.log.info({ name: this.name, intervalMs: this.intervalMin * 0.625 }, `advertising as "${this.name}" on ${this.hci.port}`);
     this.emit('started');
