@@ -7,7 +7,8 @@
  * explicit: a phase plus the set of PDU types allowed next ({@link ALLOWED}). Any other PDU ends
  * the procedure through the one {@link SmpSession.fail} with Pairing Failed 0x08 Unspecified
  * Reason (0x07 Command Not Supported for a PDU this role never takes, 0x0A Invalid Parameters or
- * 0x07 for a PDU that does not decode).
+ * 0x07 for a PDU that does not decode, 0x06 Encryption Key Size for a Maximum Encryption Key Size
+ * outside 7..16).
  *
  * Inputs are serialised: every input (PDU, LTK request, encryption events, user answers, timers)
  * runs to completion, including its awaits on the layers below, before the next one starts.
@@ -738,7 +739,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       return;
     }
     if (req.maxKeySize < 7 || req.maxKeySize > 16) {
-      this.fail(SmpReason.InvalidParameters, 'local', `Maximum Encryption Key Size ${req.maxKeySize} is outside 7..16`);
+      // 0x06, not 0x0A: what Zephyr (smp_pairing_req) and Linux answer and what PTS accepts.
+      this.fail(SmpReason.EncryptionKeySize, 'local', `Maximum Encryption Key Size ${req.maxKeySize} is outside 7..16`);
       return;
     }
     const keySize = Math.min(req.maxKeySize, 16);
@@ -837,7 +839,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       return;
     }
     if (pres.maxKeySize < 7 || pres.maxKeySize > 16) {
-      this.fail(SmpReason.InvalidParameters, 'local', `Maximum Encryption Key Size ${pres.maxKeySize} is outside 7..16`);
+      // 0x06, not 0x0A: what Zephyr (smp_pairing_req) and Linux answer and what PTS accepts.
+      this.fail(SmpReason.EncryptionKeySize, 'local', `Maximum Encryption Key Size ${pres.maxKeySize} is outside 7..16`);
       return;
     }
     const keySize = Math.min(pres.maxKeySize, proc.preq.maxKeySize);
