@@ -14,6 +14,8 @@ import { TypedEmitter } from '../util/emitter.js';
 import type { CapturedPacket, HciDirection } from './capture.js';
 import { diagnose, evaluateConnection, type Finding, type Report } from './diagnose.js';
 import { RULES, type RuleDef } from './rules.js';
+import { bondStoreFullRule } from './rule-bond-store-full.js';
+import type { BondStoreCapacity } from '../bonds/types.js';
 import { TimelineBuilder, type ConnectionRecord, type TimelineEvent, type TimelineOptions } from './timeline.js';
 
 export interface LiveDiagnoserOptions extends Omit<TimelineOptions, 'keepGlobalEvents'> {
@@ -22,6 +24,11 @@ export interface LiveDiagnoserOptions extends Omit<TimelineOptions, 'keepGlobalE
   readonly rules?: readonly RuleDef[];
   /** Ended connections whose events are kept for cross-connection rules (default 20); older ones are forgotten. */
   readonly keepEndedConnections?: number;
+  /**
+   * The live host's bond store capacity. When given (and `rules` is not), the rule that explains a
+   * pairing refused because the store is full ({@link bondStoreFullRule}) runs after the others.
+   */
+  readonly bondStore?: () => BondStoreCapacity | undefined;
 }
 
 export type LiveDiagnoserEvents = {
@@ -52,7 +59,7 @@ export class LiveDiagnoser extends TypedEmitter<LiveDiagnoserEvents> {
     super();
     this.clock = opts.clock;
     this.log = opts.log;
-    this.rules = opts.rules ?? RULES;
+    this.rules = opts.rules ?? (opts.bondStore ? [...RULES, bondStoreFullRule(opts.bondStore)] : RULES);
     this.keepEnded = opts.keepEndedConnections ?? 20;
     this.builder = new TimelineBuilder({ ...opts, keepGlobalEvents: false });
   }

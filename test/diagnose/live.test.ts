@@ -148,3 +148,25 @@ test('live: packets after stop() are ignored', () => {
   assert.deepEqual(feedAll(d, s.records), []);
   assert.equal(d.report().connections.length, 0);
 });
+
+test('live: a Pairing Request refused with 0x08 while the bond store is full and refusing gives the bond-store-full finding; not when the store has room', () => {
+  const run = (capacity: { stored: number; max: number; whenFull: 'refuse' | 'evict-oldest' }): Finding[] => {
+    const clock = new VirtualClock(T0);
+    const d = new LiveDiagnoser({ clock, bondStore: () => capacity });
+    const s = new Scenario('accessory');
+    s.connect();
+    s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    s.smp('accessory', { type: 'pairingFailed', reason: 0x08 });
+    s.disconnect(0x13);
+    const got = feedAll(d, s.records);
+    d.stop();
+    return got;
+  };
+  const full = run({ stored: 16, max: 16, whenFull: 'refuse' }).filter((f) => f.rule === 'bond-store-full');
+  assert.equal(full.length, 1);
+  assert.equal(full[0]?.title, 'Pairing refused: the bond store is full');
+  assert.equal(full[0]?.detail, 'The bond store holds 16 of 16 bonds.');
+  assert.deepEqual(full[0]?.evidence.map((e) => e.number), [2, 3]);
+  assert.deepEqual(run({ stored: 15, max: 16, whenFull: 'refuse' }).filter((f) => f.rule === 'bond-store-full'), []);
+  assert.deepEqual(run({ stored: 16, max: 16, whenFull: 'evict-oldest' }).filter((f) => f.rule === 'bond-store-full'), []);
+});
