@@ -35,6 +35,12 @@ export interface AdvertiserOptions extends Omit<AdvertisementContent, 'name'> {
   maxConnections?: number;
   /** Restart after disconnections and re-initialisation. Default true. */
   autoRestart?: boolean;
+  /**
+   * Advertise from the random address the host set (the RPA of host-based privacy), whatever the
+   * identity address is: Own_Address_Type 0x01. Default false: the identity address (0x00 for a
+   * public identity, 0x01 for a static random one). Core 5.4 Vol 4 Part E 7.8.5.
+   */
+  randomOwnAddress?: boolean;
   log: Logger;
 }
 
@@ -56,6 +62,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
   private readonly log: Logger;
   private readonly maxConnections: number;
   private readonly autoRestart: boolean;
+  private readonly randomOwnAddress: boolean;
   private readonly intervalMin: number;
   private readonly intervalMax: number;
   /** The user wants advertising on. */
@@ -83,10 +90,11 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
     this.name = opts.name ?? DEFAULT_DEVICE_NAME;
     this.maxConnections = Math.max(1, opts.maxConnections ?? 1);
     this.autoRestart = opts.autoRestart ?? true;
+    this.randomOwnAddress = opts.randomOwnAddress ?? false;
     const iv = opts.intervalMs ?? DEFAULT_ADVERTISING_INTERVAL_MS;
     this.intervalMin = advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.min);
     this.intervalMax = Math.max(this.intervalMin, advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.max));
-    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, ...content } = opts;
+    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, randomOwnAddress: _ro, ...content } = opts;
     this.payload = buildAdvertisingPayload({ ...content, name: this.name });
     if (this.payload.omitted.length) this.log.warn({ omitted: this.payload.omitted }, 'advertising data: some items fit neither the advertising data nor the scan response');
 
@@ -187,7 +195,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
         intervalMin: this.intervalMin,
         intervalMax: this.intervalMax,
         advertisingType: AdvertisingType.AdvInd,
-        ownAddressType: identity?.type === 'public' ? 0x00 : 0x01,
+        ownAddressType: identity?.type === 'public' && !this.randomOwnAddress ? 0x00 : 0x01,
         peerAddressType: 0x00,
         peerAddress: '00:00:00:00:00:00',
         channelMap: 0x07,
