@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { VirtualClock } from '../../src/util/clock.js';
 import { LiveDiagnoser } from '../../src/diagnose/live.js';
 import type { Finding } from '../../src/diagnose/diagnose.js';
+import { RULES, type RuleDef } from '../../src/diagnose/rules.js';
 import { IOS, PHONE_IDENTITY, PHONE_RPA_1, Scenario, T0, cleanPairingThenReconnection, type Recorded } from './builders.js';
 
 /** Feeds recorded packets at the clock's current time; returns the findings they fired. */
@@ -120,7 +121,7 @@ test('live: with the bond store as resolver, 0x05 to a phone it resolves is repo
   d.stop();
 });
 
-test('live: ended connections beyond the retention limit lose their ATT traffic (bounded memory), not their security story', () => {
+test('live: an ended connection keeps only its security story (and MTU exchange), and ended connections beyond the retention limit are dropped whole; findings were emitted before', () => {
   const clock = new VirtualClock(T0);
   const d = new LiveDiagnoser({ clock, keepEndedConnections: 1 });
   for (let i = 0; i < 3; i++) {
@@ -133,9 +134,11 @@ test('live: ended connections beyond the retention limit lose their ATT traffic 
     feedAll(d, s.records);
   }
   const r = d.report();
-  assert.deepEqual(r.connections.map((c) => c.security.outcome), ['encryption-failed', 'encryption-failed', 'encryption-failed']);
-  assert.deepEqual(r.connections.map((c) => c.phone !== undefined), [false, false, true]);
+  assert.deepEqual(r.connections.map((c) => c.id), [3], 'the two older ended connections are gone');
+  assert.deepEqual(r.connections.map((c) => c.security.outcome), ['encryption-failed']);
+  assert.deepEqual(r.connections.map((c) => c.phone !== undefined), [true], 'the MTU exchange that identifies the phone is kept');
   assert.equal(d.findings().length, 3);
+  assert.equal(d.retained().connections, 1);
   d.stop();
 });
 
@@ -169,4 +172,63 @@ test('live: a Pairing Request refused with 0x08 while the bond store is full and
   assert.deepEqual(full[0]?.evidence.map((e) => e.number), [2, 3]);
   assert.deepEqual(run({ stored: 15, max: 16, whenFull: 'refuse' }).filter((f) => f.rule === 'bond-store-full'), []);
   assert.deepEqual(run({ stored: 16, max: 16, whenFull: 'evict-oldest' }).filter((f) => f.rule === 'bond-store-full'), []);
+});
+
+test('live: 10,000 ATT requests each answered with an Error Response on one link: the rules run O(log n) times and the link retains a bounded number of events', () => {
+  const clock = new VirtualClock(T0);
+  let evaluations = 0;
+  const counting: RuleDef = {
+    id: 'count-evaluations',
+    title: 'counts evaluations',
+    severity: 'hint',
+    cause: '',
+    fixes: [],
+    sources: [],
+    match: () => {
+      evaluations++;
+      return [];
+    },
+  };
+  const d = new LiveDiagnoser({ clock, rules: [...RULES, counting] });
+  const s = new Scenario('accessory');
+  s.connect();
+  for (let i = 0; i < 10_000; i++) {
+    s.att('phone', { type: 'readRequest', handle: 0x0100 + (i % 50) });
+    s.att('accessory', { type: 'errorResponse', requestOpcode: 0x0a, handle: 0x0100 + (i % 50), errorCode: 0x01 });
+  }
+  feedAll(d, s.records);
+  assert.ok(evaluations <= 20, `rules evaluated ${evaluations} times for 20,000 PDUs (1st, 2nd, 4th ... of each kind)`);
+  const kept = d.retained();
+  assert.ok(kept.events <= 2_100, `${kept.events} events retained on the link`);
+  // The disconnection always evaluates (final), and a fresh link is evaluated at once again.
+  const before = evaluations;
+  const end = new Scenario('accessory');
+  end.disconnect(0x13);
+  end.connect();
+  end.att('accessory', { type: 'errorResponse', requestOpcode: 0x0a, handle: 0x0100, errorCode: 0x01 });
+  feedAll(d, end.records);
+  assert.equal(evaluations - before, 3, 'the disconnection, then the new link\'s connection and its first error');
+  d.stop();
+});
+
+test('live: 500 short connections: only the last keepEndedConnections are retained, and nothing else grows with them', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, keepEndedConnections: 20 });
+  for (let i = 0; i < 500; i++) {
+    const s = new Scenario('accessory');
+    s.connect({ handle: 0x40 + (i % 8) });
+    s.mtu(185);
+    s.protectedRead(0x05);
+    s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    s.smp('accessory', { type: 'pairingFailed', reason: 0x09 });
+    s.disconnect(0x13);
+    feedAll(d, s.records);
+  }
+  const kept = d.retained();
+  assert.equal(kept.connections, 20);
+  assert.ok(kept.events <= 20 * 10, `${kept.events} events retained`);
+  assert.ok(kept.signatures <= 20 * 10, `${kept.signatures} signatures retained`);
+  assert.equal(kept.timers, 0);
+  assert.ok(kept.findings <= 1000);
+  d.stop();
 });
