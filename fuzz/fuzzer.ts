@@ -76,6 +76,8 @@ export interface FuzzReport {
   readonly wallMs: number;
   readonly cpuMs: number;
   readonly virtualMs: number;
+  /** What the wearable's live diagnosis retains at the end (bounded whatever was sent). */
+  readonly diagnosis: ReturnType<LiveDiagnoser['retained']>;
 }
 
 const ATT_CID = 0x0004;
@@ -410,6 +412,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const readHandle = w.db.handle('open');
   /** The random address the attacker connects from (changed every batch). */
   let attackerAddress = '';
+  let diagnosis: ReturnType<LiveDiagnoser['retained']> | undefined;
 
   /** Frames the attacker received on each CID since the last take. */
   const inbox: Uint8Array[] = [];
@@ -608,6 +611,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         );
       }
     }
+    diagnosis = w.diagnoser.retained();
   } finally {
     w.diagnoser.stop();
     await w.peripheral.stop().catch(() => undefined);
@@ -636,6 +640,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     wallMs: performance.now() - t0,
     cpuMs: (cpu.user + cpu.system) / 1000,
     virtualMs: w.clock.now() - Date.parse('2026-01-01T00:00:00Z'),
+    diagnosis: diagnosis ?? w.diagnoser.retained(),
   };
 }
 

@@ -14,6 +14,7 @@
  *   PDUs told apart by opcode and code), and again only at the 2nd, 4th, 8th ... event of a kind
  *   already seen; the disconnection and the rules' own wake-up times always run them. A flood of one
  *   PDU therefore costs O(log n) evaluations, each bounded by the connection's retained events;
+ * - HCI Reset ends every open connection (no Disconnection Complete follows it);
  * - each connection keeps a bounded number of events (timeline `maxAttEventsPerConnection`,
  *   `maxEventsPerConnection`); an ended connection keeps only what tells its security story, and
  *   only the last `keepEndedConnections` ended connections are kept at all;
@@ -66,6 +67,8 @@ function signatureOf(e: TimelineEvent): string {
   }
 }
 
+/** Connections over `keepEndedConnections` before ended ones not yet retired are swept up. */
+const SWEEP_SLACK = 16;
 /** Signatures tracked per connection; beyond this, new ones share one counter. */
 const MAX_SIGNATURES = 256;
 /** Timeline bounds a live diagnoser uses unless told otherwise. */
@@ -125,12 +128,22 @@ export class LiveDiagnoser extends TypedEmitter<LiveDiagnoserEvents> {
     const p: CapturedPacket = { number: ++this.number, time: time ?? this.clock.now(), direction, h4 };
     const events = this.builder.push(p);
     const touched = new Set<number>();
+    if (direction === 'host->controller' && h4.length >= 3 && h4[0] === 0x01 && h4[1] === 0x03 && h4[2] === 0x0c) {
+      // HCI Reset: every link is gone without a Disconnection Complete; end (and retire) them here.
+      for (const id of this.builder.endOpenConnections({ number: p.number, time: p.time })) touched.add(id);
+    }
     for (const e of events) {
       if (!('connId' in e) || e.connId === undefined || !triggersEvaluation(e)) continue;
       if (e.kind === 'disconnection' || this.due(e.connId, signatureOf(e))) touched.add(e.connId);
     }
     const fired: Finding[] = [];
     for (const id of touched) fired.push(...this.evaluate(id));
+    // Connections the timeline ended without an event of their own (a new LE Connection Complete on
+    // their handle: the Disconnection Complete was lost) are retired here, so they cannot pile up.
+    const conns = this.builder.timeline().connections;
+    if (conns.length > this.keepEnded + SWEEP_SLACK) {
+      for (const c of [...conns]) if (c.end !== undefined && !this.ended.includes(c.id)) fired.push(...this.evaluate(c.id));
+    }
     return fired;
   }
 

@@ -373,6 +373,22 @@ export class TimelineBuilder {
   }
 
   /**
+   * Ends every open connection at `at` (live use: the host sent HCI Reset, which drops every link,
+   * Core 5.4 Vol 4 Part E 7.3.2, and no Disconnection Complete will come for them). Returns their ids.
+   */
+  endOpenConnections(at: PacketRef): number[] {
+    const ids: number[] = [];
+    for (const c of this.byHandle.values()) {
+      if (c.end === undefined) c.end = at;
+      ids.push(c.id);
+    }
+    this.byHandle.clear();
+    this.reassembly.clear();
+    this.pendingDisconnect.clear();
+    return ids;
+  }
+
+  /**
    * Removes an ended connection from the timeline entirely, with everything kept for it. Live use:
    * bounds memory over a long session (the diagnoser keeps a few ended connections for the rules
    * that look at earlier connections of the same peer, and drops older ones).

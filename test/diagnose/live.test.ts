@@ -232,3 +232,19 @@ test('live: 500 short connections: only the last keepEndedConnections are retain
   assert.ok(kept.findings <= 1000);
   d.stop();
 });
+
+test('live: links the timeline ends without a Disconnection Complete (a new Connection Complete on the same handle, an HCI Reset) are retired too: retention stays bounded', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, keepEndedConnections: 20 });
+  const s = new Scenario('accessory');
+  for (let i = 0; i < 300; i++) {
+    s.connect({ handle: 0x40 });
+    s.mtu(185);
+  }
+  feedAll(d, s.records);
+  assert.ok(d.retained().connections <= 20 + 16 + 1, `${d.retained().connections} connections retained`);
+  // HCI Reset drops every link: the open one ends with it.
+  d.feed('host->controller', Uint8Array.of(0x01, 0x03, 0x0c, 0x00));
+  assert.equal(d.report().connections.filter((c) => c.end === undefined).length, 0);
+  d.stop();
+});
