@@ -13,6 +13,7 @@
  *   4   pairing       bench/pairing.ts     LESC Just Works: wall, CPU, connection events vs the minimum
  *   5   bring-up      bench/bringup.ts     the CLI process to "is advertising" on a pty
  *   6   memory/scale  bench/scale.ts       RSS idle and with 1/4/16 links streaming; CPU per notification
+ *   7   link cost     bench/conn-cost.ts   CPU per request and heap after 100,000 requests on one link (live diagnosis on)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,9 +26,10 @@ import type { WireOptions } from './wire.js';
 import type { PairingOptions } from './pairing.js';
 import type { BringUpOptions } from './bringup.js';
 import type { ScaleOptions } from './scale.js';
+import type { ConnCostOptions } from './conn-cost.js';
 import { formatTable, type Figure } from './stats.js';
 
-export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale'] as const;
+export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale', 'linkcost'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchSettings {
@@ -36,6 +38,7 @@ export interface BenchSettings {
   pairing: PairingOptions;
   bringup: BringUpOptions;
   scale: ScaleOptions;
+  linkcost: ConnCostOptions;
 }
 
 export const FULL: BenchSettings = {
@@ -44,6 +47,7 @@ export const FULL: BenchSettings = {
   pairing: { intervalsMs: [0, 30], runs: 5 },
   bringup: { runs: 5 },
   scale: { counts: [1, 4, 16], windows: 5, windowMs: 1000, sinkRuns: 5, sinkPdus: 48_000, window: 4 },
+  linkcost: { requests: 100_000 },
 };
 
 export const QUICK: BenchSettings = {
@@ -52,6 +56,7 @@ export const QUICK: BenchSettings = {
   pairing: { intervalsMs: [0, 30], runs: 1 },
   bringup: { runs: 1 },
   scale: { counts: [1, 4, 16], windows: 2, windowMs: 200, sinkRuns: 2, sinkPdus: 4800, window: 4 },
+  linkcost: { requests: 10_000 },
 };
 
 export interface BenchResults {
@@ -197,6 +202,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       } else if (s === 'bringup') {
         const { runBringUp } = await import('./bringup.js');
         figures.push(...(await runBringUp(settings.bringup)));
+      } else if (s === 'linkcost') {
+        const { runConnCost } = await import('./conn-cost.js');
+        figures.push(...(await runConnCost(settings.linkcost)));
       } else {
         figures.push(...(await runScaleInChild(args.quick)));
       }

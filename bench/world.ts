@@ -9,6 +9,7 @@ import { Hci } from '../src/hci/driver.js';
 import type { HciConnection } from '../src/hci/connection.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
 import type { Transport } from '../src/hci/transport.js';
+import type { PacketDirection } from '../src/hci/driver.js';
 import { L2capConnection, FixedCid } from '../src/l2cap/connection.js';
 import { AttBearer } from '../src/att/bearer.js';
 import { GattClient, type CharacteristicView } from '../src/central/gatt-client.js';
@@ -93,6 +94,8 @@ export interface OurPeripheralOptions {
   controller?: Omit<VirtualControllerOptions, 'name' | 'seed'>;
   /** Wraps the host end of the host <-> controller pipe (e.g. a 1 Mbaud paced link). */
   wrap?: (hostEnd: Transport) => Transport;
+  /** Every HCI packet the peripheral's driver sends or receives (as the CLI feeds its live diagnosis). */
+  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
 }
 
 export interface OurPeripheralWorld {
@@ -127,6 +130,7 @@ export async function startOurPeripheral(o: OurPeripheralOptions): Promise<OurPe
     name: 'Bench Band',
     connectionParameters: false,
     maxConnections: o.maxConnections ?? 1,
+    ...(o.trace ? { trace: o.trace } : {}),
   });
   await within(peripheral.start(), 10_000, `${o.name}: bring-up`);
   return {

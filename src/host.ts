@@ -152,6 +152,8 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
       ...(this.opts.appearance !== undefined ? { appearance: this.opts.appearance } : {}),
       ...(this.opts.serviceUuids16 ? { serviceUuids16: this.opts.serviceUuids16 } : {}),
       maxConnections: this.opts.maxConnections ?? 1,
+      // With privacy the RPA the rotator set is what goes on air, also for a public identity.
+      randomOwnAddress: !!this.opts.privacy,
       log: this.log.child({ layer: 'adv' }),
     });
     this.advertiser.on('started', () => this.emit('advertising', true));
@@ -284,7 +286,13 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     return id;
   }
 
-  private localAddressFor(): Address {
+  /**
+   * Our address on this connection, as f5/f6 need it (Core 5.4 Vol 3 Part H 2.2.7): the local RPA
+   * the controller reports in LE Enhanced Connection Complete when it generated one, else the RPA
+   * the rotator had set (advertising uses Own_Address_Type random under privacy), else the identity.
+   */
+  private localAddressFor(c: HciConnection): Address {
+    if (c.localRpa) return { type: 'random', address: c.localRpa };
     if (this.rotator) return this.rotator.addressInUse();
     const id = this.localIdentity ?? this.opts.bonds.getLocalIdentity();
     if (!id) throw new WearableHostError('hci', 'no local identity: start() was not called');
@@ -299,7 +307,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     }
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
     const l2cap = openL2cap(this.hci, c, { clock: this.opts.clock, log, mtu: this.opts.mtu ?? 517 });
-    const smpLower = buildSmpLower(this.hci, c, l2cap, this.localAddressFor());
+    const smpLower = buildSmpLower(this.hci, c, l2cap, this.localAddressFor(c));
     const smp = this.security.createSession(smpLower);
     // Resolve the peer's identity from the bonds before the ATT server asks for it (its caching
     // state and CCCDs are kept per bond).

@@ -34,13 +34,18 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   return watched;
 }
 
-async function world(privacy = false, resolvingList = false, firmware: FirmwareName = 'ncs') {
+async function world(privacy = false, resolvingList = false, firmware: FirmwareName = 'ncs', periphPublicAddress?: string) {
   const clock = new VirtualClock();
   // Both controllers run the same firmware; --resolving-list needs LL privacy built in (CONFIG_BT_CTLR_PRIVACY=y).
   const air = new VirtualAir({ clock, seed: 'host-e2e', log, firmware });
   const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
   const [hostB, ctrlB] = createMemoryTransportPair('central-host', 'central-ctrl');
-  const periphController = air.createController({ name: 'periph', seed: 'p', ...(resolvingList ? { llPrivacy: true } : {}) });
+  const periphController = air.createController({
+    name: 'periph',
+    seed: 'p',
+    ...(resolvingList ? { llPrivacy: true } : {}),
+    ...(periphPublicAddress ? { publicAddress: periphPublicAddress } : {}),
+  });
   periphController.attach(ctrlA);
   air.createController({ name: 'central', seed: 'c' }).attach(ctrlB);
   const db = buildGattDatabase({
@@ -177,6 +182,28 @@ test(`${firmware} firmware: with --privacy the peripheral is reached on rotating
 });
 
 }
+
+test('with --privacy and a controller whose identity is public: the RPA goes on air (own address type random), the phone pairs over it and learns the public identity', async () => {
+  const w = await world(true, false, 'ncs', '00:1B:DC:0A:0B:0C');
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  const identity = w.peripheral.identity!.address;
+  assert.deepEqual(identity, { type: 'public', address: '00:1B:DC:0A:0B:0C' }, 'the identity is the public address');
+  const rpa = w.peripheral.privateAddress!;
+  assert.ok(await w.clock.runUntil(() => w.periphController.advertisingEnabled, 5000));
+  assert.equal(w.periphController.advertising.ownAddressType, 0x01, 'Own_Address_Type random: the RPA, not the public address');
+  assert.deepEqual(w.periphController.ownAddress(w.periphController.advertising.ownAddressType), { type: 1, address: rpa.address }, 'on air: the RPA');
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+  const first = await connect(w, security);
+  assert.deepEqual({ type: first.c.peer.type, address: first.c.peer.address }, { type: 'random', address: rpa.address }, 'the central connected to the RPA');
+  const info = await drive(w.clock, first.smp.pair());
+  assert.equal(info.level, 2, 'paired: f5/f6 on both sides used the RPA that was on air');
+  assert.deepEqual(w.centralBonds.list()[0]?.peer, identity, 'the central learned our public identity in key distribution');
+  assert.equal(w.periphBonds.list().length, 1);
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
 
 test('with --resolving-list the bonded phone\'s IRK is loaded into the controller after pairing, with advertising resumed', async () => {
   const w = await world(false, true);

@@ -22,7 +22,9 @@ export type BondStoreErrorCode =
   | 'invalidRecord'
   /** The store was closed, or opened read-only, and cannot be written. */
   | 'closed'
-  | 'readOnly';
+  | 'readOnly'
+  /** The store holds `maxBonds` bonds and refuses a new peer (the default; eviction is an explicit option). */
+  | 'full';
 
 /** An error of the bond store layer. */
 export class BondStoreError extends WearableHostError {

@@ -10,8 +10,9 @@
  *   running) is taken over with a warning; a live one is refused with a message naming the pid.
  * - A file that cannot be read, is not JSON, fails validation or has a newer schema is NEVER
  *   overwritten: open() throws a BondStoreError naming the path, the problem and how to recover.
- * - At most `maxBonds` (default 16) bonds: adding a NEW peer to a full store evicts the least
- *   recently seen bond (smallest lastSeenAt); replacing or updating a stored peer never evicts.
+ * - At most `maxBonds` (default 16) bonds: a NEW peer in a full store is refused (BondStoreError
+ *   'full'; the default) or, with `whenFull: 'evict-oldest'`, evicts the least recently seen bond
+ *   (smallest lastSeenAt); replacing or updating a stored peer never evicts.
  */
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -25,7 +26,7 @@ import { FileLock } from './lock.js';
 import { checkLocalIdentity } from './record.js';
 import { decodeBondFile, encodeBondFile } from './schema.js';
 import { BondTable, DEFAULT_MAX_BONDS } from './table.js';
-import type { BondRecord, BondStore, LocalIdentity } from './types.js';
+import type { BondRecord, BondStore, BondStoreCapacity, LocalIdentity, WhenBondStoreFull } from './types.js';
 
 /**
  * Where bonds live by default: `$XDG_STATE_HOME/wearable-host/bonds.json`, or
@@ -40,11 +41,14 @@ export function defaultBondsPath(env: NodeJS.ProcessEnv = process.env, home: str
 
 export interface JsonFileBondStoreOptions {
   /**
-   * Most bonds kept (default 16). Adding a NEW peer to a full store evicts the least recently seen
-   * bond (by lastSeenAt, ties: oldest createdAt); updating or replacing a stored peer never evicts.
-   * A file holding more bonds than this is loaded whole; eviction brings it down on the next new peer.
+   * Most bonds kept (default 16). Adding a NEW peer to a full store is refused, or (`whenFull`
+   * 'evict-oldest') evicts the least recently seen bond (by lastSeenAt, ties: oldest createdAt);
+   * updating or replacing a stored peer never evicts. A file holding more bonds than this is loaded
+   * whole; no new peer is stored until it holds fewer (or eviction brings it down).
    */
   maxBonds?: number;
+  /** What a full store does with a new peer (default 'refuse': the owner's bonds are never evicted by a stranger). */
+  whenFull?: WhenBondStoreFull;
   logger?: Logger;
   /** Open without the lock and refuse every write (`bonds list` while wearable-host runs). */
   readOnly?: boolean;
@@ -71,9 +75,10 @@ export class JsonFileBondStore implements BondStore {
     private readonly lock: FileLock | undefined,
     private readonly log: Logger,
     maxBonds: number,
+    whenFull: WhenBondStoreFull,
   ) {
     this.description = path;
-    this.table = new BondTable(maxBonds);
+    this.table = new BondTable(maxBonds, whenFull);
   }
 
   /**
@@ -95,7 +100,7 @@ export class JsonFileBondStore implements BondStore {
       lock = await FileLock.acquire(`${file}.lock`, { target: file, logger: log, clock: opts.clock ?? new RealClock() });
     }
     try {
-      const store = new JsonFileBondStore(file, lock, log, opts.maxBonds ?? DEFAULT_MAX_BONDS);
+      const store = new JsonFileBondStore(file, lock, log, opts.maxBonds ?? DEFAULT_MAX_BONDS, opts.whenFull ?? 'refuse');
       if (lock) await store.removeStaleTempFiles();
       await store.load();
       return store;
@@ -108,6 +113,10 @@ export class JsonFileBondStore implements BondStore {
   /** Bound on the number of bonds. */
   get maxBonds(): number {
     return this.table.maxBonds;
+  }
+
+  capacity(): BondStoreCapacity {
+    return this.table.capacity();
   }
 
   /** ah() evaluations done by resolve() so far (the RPA cache avoids repeating them). */
@@ -139,6 +148,14 @@ export class JsonFileBondStore implements BondStore {
 
   async put(record: BondRecord): Promise<void> {
     this.assertWritable();
+    const cap = this.table.capacity();
+    if (cap.whenFull === 'refuse' && cap.stored >= cap.max && !this.table.get(record.peer)) {
+      throw new BondStoreError(
+        'full',
+        this.path,
+        `bond store ${this.path} is full (${cap.stored} of ${cap.max} bonds): the bond of ${formatAddress(record.peer)} was not stored; remove one (wearable-host bonds remove ADDRESS), raise --max-bonds, or run with --evict-oldest-bond`,
+      );
+    }
     for (const e of this.table.put(record)) {
       this.log.warn(
         { file: this.path, evicted: formatAddress(e.peer), lastSeenAt: e.lastSeenAt, maxBonds: this.maxBonds },
@@ -196,7 +213,7 @@ export class JsonFileBondStore implements BondStore {
     if (content.bonds.length > this.maxBonds) {
       this.log.warn(
         { file: this.path, bonds: content.bonds.length, maxBonds: this.maxBonds },
-        'bond file holds more bonds than maxBonds; the least recently seen ones will be evicted as new peers bond',
+        'bond file holds more bonds than maxBonds; new peers are refused until bonds are removed (or, with --evict-oldest-bond, the least recently seen ones are evicted as new peers bond)',
       );
     }
     try {

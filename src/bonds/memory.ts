@@ -9,14 +9,17 @@ import { silentLogger, type Logger } from '../util/log.js';
 import { BondStoreError } from './errors.js';
 import { checkLocalIdentity } from './record.js';
 import { BondTable, DEFAULT_MAX_BONDS } from './table.js';
-import type { BondRecord, BondStore, LocalIdentity } from './types.js';
+import type { BondRecord, BondStore, BondStoreCapacity, LocalIdentity, WhenBondStoreFull } from './types.js';
 
 export interface MemoryBondStoreOptions {
   /**
-   * Most bonds kept (default 16). Adding a NEW peer to a full store evicts the least recently
-   * seen bond (by `lastSeenAt`); updating or replacing an existing peer never evicts.
+   * Most bonds kept (default 16). Adding a NEW peer to a full store is refused (default) or evicts
+   * the least recently seen bond (by `lastSeenAt`), per `whenFull`; updating or replacing an
+   * existing peer never evicts.
    */
   maxBonds?: number;
+  /** What a full store does with a new peer (default 'refuse'). */
+  whenFull?: WhenBondStoreFull;
   /** Our identity to start with. */
   localIdentity?: LocalIdentity;
   /** Bonds to start with (validated, subject to `maxBonds` like any put). */
@@ -36,7 +39,7 @@ export class MemoryBondStore implements BondStore {
   private closed = false;
 
   constructor(opts: MemoryBondStoreOptions = {}) {
-    this.table = new BondTable(opts.maxBonds ?? DEFAULT_MAX_BONDS);
+    this.table = new BondTable(opts.maxBonds ?? DEFAULT_MAX_BONDS, opts.whenFull ?? 'refuse');
     this.log = opts.logger ?? silentLogger();
     if (opts.localIdentity) this.identity = checkLocalIdentity(opts.localIdentity);
     for (const b of opts.bonds ?? []) this.table.put(b);
@@ -45,6 +48,10 @@ export class MemoryBondStore implements BondStore {
   /** Bound on the number of bonds. */
   get maxBonds(): number {
     return this.table.maxBonds;
+  }
+
+  capacity(): BondStoreCapacity {
+    return this.table.capacity();
   }
 
   /** ah() evaluations done by resolve() so far (the RPA cache avoids repeating them). */

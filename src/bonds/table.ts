@@ -7,7 +7,8 @@ import { addressToWire } from '../util/address.js';
 import { bytesEqual } from '../util/bytes.js';
 import { ah, isResolvablePrivateAddress } from './privacy.js';
 import { bondKey, checkBondRecord } from './record.js';
-import type { BondRecord } from './types.js';
+import { BondStoreError } from './errors.js';
+import type { BondRecord, BondStoreCapacity, WhenBondStoreFull } from './types.js';
 
 /** Default bound on the number of bonds a store keeps. */
 export const DEFAULT_MAX_BONDS = 16;
@@ -23,10 +24,11 @@ function seenAt(r: BondRecord): number {
 /**
  * Bonds by identity address, bounded to `maxBonds`.
  *
- * Eviction rule: when a bond for a peer that is NOT yet stored is added to a full table, the
- * least recently seen bond (smallest `lastSeenAt`; ties broken by oldest `createdAt`, then by
- * the order they were stored) is removed, as many times as needed to make room. Replacing or
- * updating the bond of a peer already stored never evicts anything.
+ * When a bond for a peer that is NOT yet stored is added to a full table: with `whenFull`
+ * 'refuse' (the default) put() throws BondStoreError 'full' and nothing changes; with
+ * 'evict-oldest' the least recently seen bond (smallest `lastSeenAt`; ties broken by oldest
+ * `createdAt`, then by the order they were stored) is removed, as many times as needed to make
+ * room. Replacing or updating the bond of a peer already stored never evicts anything.
  */
 export class BondTable {
   private readonly byKey = new Map<string, BondRecord>();
@@ -35,8 +37,15 @@ export class BondTable {
   /** Number of ah() evaluations done by {@link resolve}, for tests and diagnostics. */
   ahCalls = 0;
 
-  constructor(readonly maxBonds: number = DEFAULT_MAX_BONDS) {
+  constructor(
+    readonly maxBonds: number = DEFAULT_MAX_BONDS,
+    readonly whenFull: WhenBondStoreFull = 'refuse',
+  ) {
     if (!Number.isInteger(maxBonds) || maxBonds < 1) throw new RangeError(`maxBonds must be a positive integer, got ${maxBonds}`);
+  }
+
+  capacity(): BondStoreCapacity {
+    return { stored: this.byKey.size, max: this.maxBonds, whenFull: this.whenFull };
   }
 
   get size(): number {
@@ -92,6 +101,9 @@ export class BondTable {
     const copy = checkBondRecord(record);
     const key = bondKey(copy.peer);
     const evicted: BondRecord[] = [];
+    if (!this.byKey.has(key) && this.whenFull === 'refuse' && this.byKey.size >= this.maxBonds) {
+      throw new BondStoreError('full', undefined, `the bond store is full (${this.byKey.size} of ${this.maxBonds} bonds); remove a bond first`);
+    }
     if (!this.byKey.has(key)) {
       while (this.byKey.size >= this.maxBonds) {
         const victim = this.leastRecentlySeen();

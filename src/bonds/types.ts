@@ -49,6 +49,20 @@ export interface LocalIdentity {
   readonly irk: Uint8Array;
 }
 
+/**
+ * What a full store does with a bond for a NEW peer: `refuse` it (the default: a stranger in radio
+ * range pairing Just Works must not evict the owner's bond; Zephyr with
+ * CONFIG_BT_KEYS_OVERWRITE_OLDEST=n), or `evict-oldest`: remove the least recently seen bond first.
+ */
+export type WhenBondStoreFull = 'refuse' | 'evict-oldest';
+
+/** How full a store is and what it does when full. */
+export interface BondStoreCapacity {
+  readonly stored: number;
+  readonly max: number;
+  readonly whenFull: WhenBondStoreFull;
+}
+
 export interface BondStore {
   /** Human-readable location, for messages (`/home/u/.local/state/wearable-host/bonds.json`, `memory`). */
   readonly description: string;
@@ -62,11 +76,19 @@ export interface BondStore {
    * private address matches the bond whose IRK resolves it (ah(), Core 5.4 Vol 3 Part H 2.2.2).
    */
   resolve(address: Address): BondRecord | undefined;
-  /** Adds or replaces the bond for `record.peer`, evicting per the store's rule when full. */
+  /**
+   * Adds or replaces the bond for `record.peer`. A NEW peer in a full store is refused
+   * (BondStoreError 'full') or evicts the least recently seen bond, per the store's `whenFull`.
+   */
   put(record: BondRecord): Promise<void>;
   /** Changes fields of an existing bond (CCCDs, GATT state, last seen). No-op when there is none. */
   update(peer: Address, patch: Partial<Omit<BondRecord, 'peer'>>): Promise<void>;
   remove(peer: Address): Promise<boolean>;
+  /**
+   * How full the store is. Optional for stores that never fill; SMP asks it before a pairing starts
+   * so a full store refuses the pairing up front (Pairing Failed) instead of after the keys.
+   */
+  capacity?(): BondStoreCapacity;
   clear(): Promise<void>;
   close(): Promise<void>;
 }

@@ -42,7 +42,8 @@ export function buildProgram(): Command {
     .option('--name <name>', 'complete local name advertised and in the GAP Device Name', 'Noira Band')
     .option('--btsnoop <file>', 'record every HCI packet to a btsnoop file (Wireshark, tshark, btmon -r)')
     .option('--bonds <file>', 'bond store (JSON); default $XDG_STATE_HOME/wearable-host/bonds.json')
-    .option('--max-bonds <n>', 'bonds kept; the least recently seen is evicted when a new peer pairs', '16')
+    .option('--max-bonds <n>', 'bonds kept; when full, a new peer\'s pairing is refused (Pairing Failed 0x08) so no bonded phone is evicted', '16')
+    .option('--evict-oldest-bond', 'when the bond store is full, let a new peer\'s pairing evict the least recently seen bond (a stranger in radio range can then evict the owner\'s bond)')
     .option('--gatt <file>', 'serve the GATT database described in this JSON file instead of the wearable profile')
     .option('--mtu <n>', 'largest ATT_MTU offered (23..517)', '517')
     .addOption(

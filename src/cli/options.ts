@@ -62,6 +62,8 @@ export interface MainCliOptions {
   logJson?: boolean;
   bonds?: string;
   maxBonds: string;
+  /** --evict-oldest-bond: a full store evicts the least recently seen bond instead of refusing a new peer. */
+  evictOldestBond?: boolean;
   gatt?: string;
   mtu: string;
   securityRequest: string;

@@ -8,7 +8,7 @@ import type { Transport } from '../hci/transport.js';
 import { BtsnoopWriter } from '../hci/btsnoop.js';
 import type { PacketDirection } from '../hci/driver.js';
 import { JsonFileBondStore, defaultBondsPath } from '../bonds/json-store.js';
-import type { BondStore } from '../bonds/types.js';
+import type { BondStore, WhenBondStoreFull } from '../bonds/types.js';
 import { Peripheral, type PeripheralOptions } from '../host.js';
 import { LiveDiagnoser } from '../diagnose/live.js';
 import { hciLogFields, HCI_LOG_MSG } from '../diagnose/formats/pino.js';
@@ -36,6 +36,8 @@ export interface WearableSettings {
   btsnoop: string | undefined;
   bondsPath: string;
   maxBonds: number;
+  /** What a full bond store does with a new peer (--evict-oldest-bond). */
+  whenBondsFull: WhenBondStoreFull;
   gattFile: string | undefined;
   mtu: number;
   policy: Partial<SmpPolicy>;
@@ -54,6 +56,7 @@ export function parseWearableSettings(o: MainCliOptions): WearableSettings {
     btsnoop: o.btsnoop,
     bondsPath: o.bonds ?? defaultBondsPath(),
     maxBonds: parseIntOption('--max-bonds', o.maxBonds, 1, 1000),
+    whenBondsFull: o.evictOldestBond ? 'evict-oldest' : 'refuse',
     gattFile: o.gatt,
     mtu: parseIntOption('--mtu', o.mtu, 23, 517),
     pairingWindowS,
@@ -138,13 +141,18 @@ function controllerRandomMixer(hci: Hci, log: Logger): { random: RandomSource; r
 export async function startWearable(o: StartWearableOptions): Promise<WearableSession> {
   const { settings, transport, log } = o;
   const clock = o.clock ?? new RealClock();
-  const bonds = o.bonds ?? (await JsonFileBondStore.open(settings.bondsPath, { maxBonds: settings.maxBonds, logger: log.child({ layer: 'bonds' }) }));
+  const bonds = o.bonds ?? (await JsonFileBondStore.open(settings.bondsPath, { maxBonds: settings.maxBonds, whenFull: settings.whenBondsFull, logger: log.child({ layer: 'bonds' }) }));
   let trace: BtsnoopWriter | undefined;
   let peripheral: Peripheral | undefined;
   try {
     const database = await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log });
     if (settings.btsnoop) trace = await BtsnoopWriter.open(settings.btsnoop);
-    const diagnoser = new LiveDiagnoser({ clock, log: log.child({ layer: 'diagnose' }), resolveAddress: (a) => bonds.resolve(a)?.peer });
+    const diagnoser = new LiveDiagnoser({
+      clock,
+      log: log.child({ layer: 'diagnose' }),
+      resolveAddress: (a) => bonds.resolve(a)?.peer,
+      bondStore: () => bonds.capacity?.(),
+    });
     diagnoser.on('finding', (f) => log.warn({ rule: f.rule }, renderFinding(f)));
     let packetNumber = 0;
     const onPacket = (dir: PacketDirection, h4: Uint8Array): void => {

@@ -181,8 +181,16 @@ export interface TimelineOptions {
    * per-connection lists; a long-running live diagnoser turns this off.
    */
   keepGlobalEvents?: boolean;
-  /** ATT requests kept per connection before further ones are only counted (default 2000). */
+  /** ATT requests kept per connection before further ones are only counted (default 2000); the same bound applies to ATT Error Responses, counted apart. */
   maxAttEventsPerConnection?: number;
+  /**
+   * Events of any other kind kept per connection (default: no bound); its LE Connection Complete and
+   * Disconnection Complete are always kept. A long-running live diagnoser bounds it so that a peer
+   * flooding one link cannot grow memory.
+   */
+  maxEventsPerConnection?: number;
+  /** IRKs remembered (default: no bound); the oldest is forgotten first. */
+  maxIrks?: number;
 }
 
 export interface Timeline {
@@ -257,6 +265,13 @@ interface Reassembly {
 export class TimelineBuilder {
   private readonly events: TimelineEvent[] = [];
   private readonly connections: ConnectionRecord[] = [];
+  /** Connections by id (ids are never reused; {@link drop} removes a record from both). */
+  private readonly byId = new Map<number, ConnectionRecord>();
+  private nextId = 1;
+  /** Per connection id: ATT Error Responses kept, and events of other kinds kept (retention bounds). */
+  private readonly kept = new Map<number, { errors: number; other: number }>();
+  /** Events not kept because of the bounds, over all connections. */
+  droppedEvents = 0;
   private readonly byHandle = new Map<number, ConnectionRecord>();
   private readonly reassembly = new Map<number, Reassembly>();
   private readonly irks: KnownIrk[] = [];
@@ -328,7 +343,66 @@ export class TimelineBuilder {
   private add(e: TimelineEvent): void {
     if (this.opts.keepGlobalEvents !== false) this.events.push(e);
     this.out.push(e);
-    if ('connId' in e && e.connId !== undefined) this.connections[e.connId - 1]?.events.push(e);
+    if (!('connId' in e) || e.connId === undefined) return;
+    const c = this.byId.get(e.connId);
+    if (!c) return;
+    const cap = this.opts.maxEventsPerConnection;
+    if (cap !== undefined && e.kind !== 'connection' && e.kind !== 'disconnection' && e.kind !== 'att') {
+      const k = this.keptOf(c.id);
+      if (k.other >= cap) {
+        this.droppedEvents++;
+        return;
+      }
+      k.other++;
+    }
+    c.events.push(e);
+  }
+
+  private keptOf(connId: number): { errors: number; other: number } {
+    let k = this.kept.get(connId);
+    if (!k) {
+      k = { errors: 0, other: 0 };
+      this.kept.set(connId, k);
+    }
+    return k;
+  }
+
+  /** The connection record with this id, unless it was dropped. */
+  connectionById(connId: number): ConnectionRecord | undefined {
+    return this.byId.get(connId);
+  }
+
+  /**
+   * Ends every open connection at `at` (live use: the host sent HCI Reset, which drops every link,
+   * Core 5.4 Vol 4 Part E 7.3.2, and no Disconnection Complete will come for them). Returns their ids.
+   */
+  endOpenConnections(at: PacketRef): number[] {
+    const ids: number[] = [];
+    for (const c of this.byHandle.values()) {
+      if (c.end === undefined) c.end = at;
+      ids.push(c.id);
+    }
+    this.byHandle.clear();
+    this.reassembly.clear();
+    this.pendingDisconnect.clear();
+    return ids;
+  }
+
+  /**
+   * Removes an ended connection from the timeline entirely, with everything kept for it. Live use:
+   * bounds memory over a long session (the diagnoser keeps a few ended connections for the rules
+   * that look at earlier connections of the same peer, and drops older ones).
+   */
+  drop(connId: number): void {
+    const c = this.byId.get(connId);
+    if (!c || c.end === undefined) return;
+    this.byId.delete(connId);
+    const i = this.connections.indexOf(c);
+    if (i >= 0) this.connections.splice(i, 1);
+    this.kept.delete(connId);
+    this.pendingIrk.delete(connId);
+    this.lastRequest.delete(connId);
+    this.phoneSpoke.delete(connId);
   }
 
   /**
@@ -336,11 +410,17 @@ export class TimelineBuilder {
    * encryption, ATT errors, ...). Live use: bounds memory over a long session.
    */
   forget(connId: number): void {
-    const c = this.connections[connId - 1];
+    const c = this.byId.get(connId);
     if (!c || c.end === undefined) return;
-    const kept = c.events.filter((e) => e.kind !== 'att' || e.pdu.type === 'errorResponse');
+    const kept = c.events.filter((e) => e.kind !== 'att' || e.pdu.type === 'errorResponse' || e.pdu.type === 'exchangeMtuRequest' || e.pdu.type === 'exchangeMtuResponse');
     c.events.length = 0;
     c.events.push(...kept);
+  }
+
+  private addIrk(k: KnownIrk): void {
+    this.irks.push(k);
+    const max = this.opts.maxIrks;
+    if (max !== undefined && this.irks.length > max) this.irks.splice(0, this.irks.length - max);
   }
 
   /** The connection on `handle`; traffic on a handle whose LE Connection Complete was not captured opens one. */
@@ -350,7 +430,7 @@ export class TimelineBuilder {
 
   private newConnection(handle: number, localRole: 'central' | 'peripheral' | undefined, peer: PeerInfo | undefined, start: PacketRef | undefined): ConnectionRecord {
     const c: ConnectionRecord = {
-      id: this.connections.length + 1,
+      id: this.nextId++,
       handle,
       localRole,
       roleSource: localRole === undefined ? undefined : 'connection-complete',
@@ -364,6 +444,7 @@ export class TimelineBuilder {
       attKept: 0,
     };
     this.connections.push(c);
+    this.byId.set(c.id, c);
     this.byHandle.set(handle, c);
     return c;
   }
@@ -430,7 +511,7 @@ export class TimelineBuilder {
       case 'LeAddDeviceToResolvingList': {
         const p = d.params as { peerIdentityAddressType: number; peerIdentityAddress: string; peerIrk: Uint8Array };
         const identity: Address = { type: addressTypeFromByte(p.peerIdentityAddressType), address: p.peerIdentityAddress };
-        if (p.peerIrk.some((b) => b !== 0)) this.irks.push({ irk: p.peerIrk, identity, seenAt: at, via: 'resolving-list' });
+        if (p.peerIrk.some((b) => b !== 0)) this.addIrk({ irk: p.peerIrk, identity, seenAt: at, via: 'resolving-list' });
         this.add({ kind: 'resolvingListAdd', at, identity });
         return;
       }
@@ -668,7 +749,7 @@ export class TimelineBuilder {
       else if (pdu.type === 'identityAddressInformation') {
         const pending = this.pendingIrk.get(c.id);
         this.pendingIrk.delete(c.id);
-        if (pending && pending.irk.some((b) => b !== 0)) this.irks.push({ irk: pending.irk, identity: pdu.address, seenAt: pending.at, via: 'smp' });
+        if (pending && pending.irk.some((b) => b !== 0)) this.addIrk({ irk: pending.irk, identity: pdu.address, seenAt: pending.at, via: 'smp' });
         if (c.peer && !c.peer.identity) {
           c.peer.identity = pdu.address;
           c.peer.identitySource = 'pairing';
@@ -701,8 +782,10 @@ export class TimelineBuilder {
         return;
       }
     }
-    if (KEPT_ATT.has(pdu.type) && (pdu.type === 'errorResponse' || c.attKept < (this.opts.maxAttEventsPerConnection ?? 2000))) {
+    const maxAtt = this.opts.maxAttEventsPerConnection ?? 2000;
+    if (KEPT_ATT.has(pdu.type) && (pdu.type === 'errorResponse' ? this.keptOf(c.id).errors < maxAtt : c.attKept < maxAtt)) {
       if (pdu.type !== 'errorResponse') c.attKept++;
+      else this.keptOf(c.id).errors++;
       this.add({ kind: 'att', at, connId: c.id, origin, from, pdu });
     } else c.attCounted++;
   }

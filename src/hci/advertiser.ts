@@ -35,6 +35,12 @@ export interface AdvertiserOptions extends Omit<AdvertisementContent, 'name'> {
   maxConnections?: number;
   /** Restart after disconnections and re-initialisation. Default true. */
   autoRestart?: boolean;
+  /**
+   * Advertise from the random address the host set (the RPA of host-based privacy), whatever the
+   * identity address is: Own_Address_Type 0x01. Default false: the identity address (0x00 for a
+   * public identity, 0x01 for a static random one). Core 5.4 Vol 4 Part E 7.8.5.
+   */
+  randomOwnAddress?: boolean;
   log: Logger;
 }
 
@@ -56,6 +62,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
   private readonly log: Logger;
   private readonly maxConnections: number;
   private readonly autoRestart: boolean;
+  private readonly randomOwnAddress: boolean;
   private readonly intervalMin: number;
   private readonly intervalMax: number;
   /** The user wants advertising on. */
@@ -64,6 +71,13 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
   private enabled = false;
   /** Parameters and data are set on the controller since its last reset. */
   private configured = false;
+  /**
+   * Counts the controller events that end legacy advertising (a peripheral connection, a
+   * re-initialisation). An enable whose command was in flight when one of them arrived does not
+   * make us believe the controller advertises: the order of a Command Complete and an LE
+   * Connection Complete delivered in one read is not the order of our awaits.
+   */
+  private endedByController = 0;
   private chain: Promise<void> = Promise.resolve();
   private readonly detachers: (() => void)[] = [];
 
@@ -76,10 +90,11 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
     this.name = opts.name ?? DEFAULT_DEVICE_NAME;
     this.maxConnections = Math.max(1, opts.maxConnections ?? 1);
     this.autoRestart = opts.autoRestart ?? true;
+    this.randomOwnAddress = opts.randomOwnAddress ?? false;
     const iv = opts.intervalMs ?? DEFAULT_ADVERTISING_INTERVAL_MS;
     this.intervalMin = advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.min);
     this.intervalMax = Math.max(this.intervalMin, advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.max));
-    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, ...content } = opts;
+    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, randomOwnAddress: _ro, ...content } = opts;
     this.payload = buildAdvertisingPayload({ ...content, name: this.name });
     if (this.payload.omitted.length) this.log.warn({ omitted: this.payload.omitted }, 'advertising data: some items fit neither the advertising data nor the scan response');
 
@@ -87,6 +102,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
       if (c.role !== 'peripheral') return;
       // The controller ended legacy advertising when it accepted the connection.
       this.enabled = false;
+      this.endedByController++;
       if (this.wanted && this.autoRestart && this.roomForMore()) this.schedule('a connection leaves room for more');
     };
     const onDisconnected = (c: HciConnection): void => {
@@ -95,6 +111,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
     };
     const onReinitialised = (): void => {
       this.enabled = false;
+      this.endedByController++;
       this.configured = false;
       if (this.wanted && this.autoRestart) this.schedule('controller re-initialisation');
     };
@@ -178,7 +195,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
         intervalMin: this.intervalMin,
         intervalMax: this.intervalMax,
         advertisingType: AdvertisingType.AdvInd,
-        ownAddressType: identity?.type === 'public' ? 0x00 : 0x01,
+        ownAddressType: identity?.type === 'public' && !this.randomOwnAddress ? 0x00 : 0x01,
         peerAddressType: 0x00,
         peerAddress: '00:00:00:00:00:00',
         channelMap: 0x07,
@@ -188,7 +205,17 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
       await this.hci.command('LeSetScanResponseData', { data: this.payload.scanResponseData });
       this.configured = true;
     }
+    const before = this.endedByController;
     await this.hci.command('LeSetAdvertisingEnable', { enable: true });
+    if (before !== this.endedByController) {
+      // A connection (or a reset) came while the enable was in flight, before or after its Command
+      // Complete: advertising may have ended with it. Enabling again costs nothing when it did not
+      // (Core 5.4 Vol 4 Part E 7.8.9), so believe it stopped; the connection handler or the next
+      // disconnection restarts it.
+      this.enabled = false;
+      this.log.debug('a connection arrived while advertising was being enabled: treating advertising as stopped');
+      return;
+    }
     this.enabled = true;
     this.log.info({ name: this.name, intervalMs: this.intervalMin * 0.625 }, `advertising as "${this.name}" on ${this.hci.port}`);
     this.emit('started');

@@ -1090,6 +1090,12 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private onConnectionComplete(p: EventParams<'LeEnhancedConnectionComplete'>): void {
     const role = p.role === 0 ? 'central' : 'peripheral';
+    if (this.stateValue === 'initialising') {
+      // A controller being reset has no connections, and bring-up neither advertises nor connects:
+      // this one is stale (sent before the Reset) or made up. Kept, it would hold a link slot forever.
+      this.log.warn({ handle: p.handle, status: p.status }, `LE Connection Complete during bring-up on ${this.port}: ignored (a controller being reset has no connections)`);
+      return;
+    }
     if (p.status !== HciStatus.Success) {
       this.log.info({ status: hciStatusName(p.status) }, `connection attempt ended: ${hciStatusName(p.status)}`);
       this.emit('connectionFailed', { status: p.status, statusName: hciStatusName(p.status), role });

@@ -91,6 +91,12 @@ export interface VirtualControllerOptions {
   maxConnections?: number;
   hciSubversion?: number;
   lmpSubversion?: number;
+  /**
+   * A public address (BD_ADDR) programmed into the controller, and no static random address: Zephyr
+   * Read Static Addresses returns none, so the host's identity address is this public one. Default:
+   * no public address, a static address derived from the seed (the DK as shipped).
+   */
+  publicAddress?: string;
 }
 
 /** Advertising parameters as set by LE Set Advertising Parameters. Core 5.4 Vol 4 Part E 7.8.5. */
@@ -235,6 +241,8 @@ export class VirtualController {
   private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
   private readonly onClose = (): void => this.detachTransport();
   private powered = true;
+  /** Options.publicAddress given: Zephyr Read Static Addresses reports none. */
+  private noStaticAddress = false;
 
   // ---- state cleared by HCI Reset ----
   /** Public address; the DK has none (all zeros) unless Zephyr Write BD_ADDR set one (survives Reset). */
@@ -304,6 +312,10 @@ export class VirtualController {
     this.identityRoot = sha256('wearable-host sim identity root', this.seed).slice(0, 16);
     this.ir = sha256('wearable-host sim IR', this.seed).slice(0, 16);
     this.er = sha256('wearable-host sim ER', this.seed).slice(0, 16);
+    if (opts.publicAddress !== undefined) {
+      this.publicAddress = opts.publicAddress.toUpperCase();
+      this.noStaticAddress = true;
+    }
     this.handlers = this.buildHandlers();
     this.answered = new Set<CommandName>([
       'ReadLocalSupportedCommands',
@@ -1034,7 +1046,7 @@ export class VirtualController {
         this.commandComplete('ZephyrWriteBdAddr', ok, {});
       },
       ZephyrReadStaticAddresses: () =>
-        this.commandComplete('ZephyrReadStaticAddresses', ok, { addresses: [{ address: this.staticAddress, identityRoot: this.identityRoot.slice() }] }),
+        this.commandComplete('ZephyrReadStaticAddresses', ok, { addresses: this.noStaticAddress ? [] : [{ address: this.staticAddress, identityRoot: this.identityRoot.slice() }] }),
       ZephyrReadKeyHierarchyRoots: () => this.commandComplete('ZephyrReadKeyHierarchyRoots', ok, { ir: this.ir.slice(), er: this.er.slice() }),
     };
     return h;

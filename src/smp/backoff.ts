@@ -5,6 +5,12 @@
  *
  * One table per device, shared by every connection's SmpSession (the composition root creates it),
  * keyed by the peer's identity address when known, else the address it used on air.
+ *
+ * The per-address interval is bypassed by a peer that changes its address for every attempt, so
+ * the same object also holds one device-wide token bucket on new pairing procedures: a burst of
+ * `newPairingBurst` (default 10), then one more every `newPairingIntervalMs` (default 6 s, at most
+ * 10 a minute). A user pairing a phone (and retrying a few times) never meets it; a stranger cycling
+ * through addresses gets 0x09 Repeated Attempts instead of the device's time and CPU.
  */
 import { type Address } from '../util/address.js';
 import type { Clock } from '../util/clock.js';
@@ -18,6 +24,10 @@ export interface PairingBackoffOptions {
   readonly forgetAfterMs?: number;
   /** Peers remembered at most (default 128): the oldest entry goes first, so rotating addresses cannot grow memory. */
   readonly maxEntries?: number;
+  /** New pairing procedures allowed back to back, device-wide (default 10). */
+  readonly newPairingBurst?: number;
+  /** One more new pairing procedure is allowed per this many ms once the burst is used (default 6 000). */
+  readonly newPairingIntervalMs?: number;
 }
 
 interface Entry {
@@ -32,6 +42,10 @@ export class PairingBackoff {
   private readonly maxMs: number;
   private readonly forgetAfterMs: number;
   private readonly maxEntries: number;
+  private readonly burst: number;
+  private readonly refillMs: number;
+  private tokens: number;
+  private tokensAt: number;
 
   constructor(
     private readonly clock: Clock,
@@ -42,6 +56,11 @@ export class PairingBackoff {
     this.forgetAfterMs = opts.forgetAfterMs ?? 600_000;
     this.maxEntries = opts.maxEntries ?? 128;
     if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) throw new RangeError('PairingBackoff: need 0 < initialMs <= maxMs');
+    this.burst = opts.newPairingBurst ?? 10;
+    this.refillMs = opts.newPairingIntervalMs ?? 6_000;
+    if (!Number.isInteger(this.burst) || this.burst < 1 || !(this.refillMs > 0)) throw new RangeError('PairingBackoff: need newPairingBurst >= 1 and newPairingIntervalMs > 0');
+    this.tokens = this.burst;
+    this.tokensAt = clock.now();
   }
 
   /** The table key of a peer address: `public/AA:BB:CC:DD:EE:FF`. */
@@ -84,6 +103,34 @@ export class PairingBackoff {
   /** A successful pairing clears the peer's history. */
   recordSuccess(peer: Address): void {
     this.entries.delete(PairingBackoff.keyOf(peer));
+  }
+
+  private refill(): void {
+    const now = this.clock.now();
+    if (now <= this.tokensAt) return;
+    const add = Math.floor((now - this.tokensAt) / this.refillMs);
+    if (add <= 0) return;
+    this.tokens = Math.min(this.burst, this.tokens + add);
+    this.tokensAt = this.tokens === this.burst ? now : this.tokensAt + add * this.refillMs;
+  }
+
+  /** Milliseconds until the device-wide limit allows a new pairing procedure; 0 when one may start now. */
+  newPairingWaitMs(): number {
+    this.refill();
+    if (this.tokens > 0) return 0;
+    return Math.max(1, this.tokensAt + this.refillMs - this.clock.now());
+  }
+
+  /**
+   * Takes one new pairing procedure from the device-wide allowance. Returns 0 when taken, else the
+   * milliseconds to wait (nothing taken).
+   */
+  takeNewPairing(): number {
+    const wait = this.newPairingWaitMs();
+    if (wait > 0) return wait;
+    if (this.tokens === this.burst) this.tokensAt = this.clock.now();
+    this.tokens--;
+    return 0;
   }
 
   /** Failures counted for a peer (0 when forgotten). */

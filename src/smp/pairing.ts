@@ -7,7 +7,8 @@
  * explicit: a phase plus the set of PDU types allowed next ({@link ALLOWED}). Any other PDU ends
  * the procedure through the one {@link SmpSession.fail} with Pairing Failed 0x08 Unspecified
  * Reason (0x07 Command Not Supported for a PDU this role never takes, 0x0A Invalid Parameters or
- * 0x07 for a PDU that does not decode).
+ * 0x07 for a PDU that does not decode, 0x06 Encryption Key Size for a Maximum Encryption Key Size
+ * outside 7..16).
  *
  * Inputs are serialised: every input (PDU, LTK request, encryption events, user answers, timers)
  * runs to completion, including its awaits on the layers below, before the next one starts.
@@ -20,9 +21,12 @@
  *   Ea (peripheral) or Eb (central) verified;
  * - confirm and check values are compared in constant time;
  * - the peer's public key is validated (on the curve, not ours, not the debug key) before use;
- * - an old bond is replaced only after the new pairing completed; a failed attempt never evicts it.
+ * - an old bond is replaced only after the new pairing completed; a failed attempt never evicts it;
+ *   a re-pairing that would weaken it (authenticated to Just Works, a shorter key) gets 0x03;
+ * - a full bond store that refuses new peers (the default) refuses the pairing up front (0x08), and
+ *   new pairing procedures are rate-limited device-wide (0x09), whatever address the peer uses.
  */
-import type { BondRecord, BondStore, LocalIdentity } from '../bonds/types.js';
+import type { BondRecord, BondStore, BondStoreCapacity, LocalIdentity } from '../bonds/types.js';
 import { formatAddress, randomAddressKind, type Address } from '../util/address.js';
 import { bytesEqualConstantTime } from '../util/bytes.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -545,6 +549,17 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     w?.reject(err);
   }
 
+  /**
+   * The capacity of a store that would refuse a bond for `peer` (full, refusing new peers, and
+   * `peer` resolves to no stored bond); undefined when the bond would be stored.
+   */
+  private bondStoreRefuses(peer: Address): BondStoreCapacity | undefined {
+    const cap = this.bonds.capacity?.();
+    if (!cap || cap.whenFull !== 'refuse' || cap.stored < cap.max) return undefined;
+    if (this.bonds.resolve(peer)) return undefined;
+    return cap;
+  }
+
   private backoffPeer(): Address {
     return this.identity ?? this.lower.peerAddress;
   }
@@ -719,6 +734,30 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     return true;
   }
 
+  /**
+   * What a new pairing would lose against the bond `old` of the same peer: authenticated to
+   * unauthenticated, Secure Connections to legacy, or a shorter key. Undefined when nothing.
+   * In the spirit of Zephyr's update_keys_check (subsys/bluetooth/host/smp.c).
+   */
+  private downgradeFrom(old: BondRecord, authenticated: boolean, secureConnections: boolean, keySize: number): string | undefined {
+    if (old.authenticated && !authenticated) return 'the bond is authenticated (MITM-protected) and this pairing would be Just Works';
+    if (old.secureConnections && !secureConnections) return 'the bond is from LE Secure Connections and this pairing would be legacy';
+    if (keySize < old.keySize) return `the bond has a ${old.keySize}-byte key and this pairing would give ${keySize} bytes`;
+    return undefined;
+  }
+
+  /**
+   * Re-pairing a bonded peer ('replace' policy) must not weaken its bond: a downgrade gets Pairing
+   * Failed 0x03 Authentication Requirements and the bond is kept. Returns false after failing.
+   */
+  private refuseDowngrade(proc: Procedure, old: BondRecord | undefined): boolean {
+    if (!old || !proc.assoc) return true;
+    const lost = this.downgradeFrom(old, proc.assoc.authenticated, true, proc.keySize);
+    if (!lost) return true;
+    this.fail(SmpReason.AuthenticationRequirements, 'local', `re-pairing ${formatAddress(old.peer)} would weaken its bond (${lost}); the bond was kept`);
+    return false;
+  }
+
   /** Peripheral: Core 5.4 Vol 3 Part H 3.5.1 / 2.3.5.1. */
   private onPairingRequest(req: SmpPduOf<'pairingRequest'>): void {
     const peer = this.lower.peerAddress;
@@ -738,7 +777,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       return;
     }
     if (req.maxKeySize < 7 || req.maxKeySize > 16) {
-      this.fail(SmpReason.InvalidParameters, 'local', `Maximum Encryption Key Size ${req.maxKeySize} is outside 7..16`);
+      // 0x06, not 0x0A: what Zephyr (smp_pairing_req) and Linux answer and what PTS accepts.
+      this.fail(SmpReason.EncryptionKeySize, 'local', `Maximum Encryption Key Size ${req.maxKeySize} is outside 7..16`);
       return;
     }
     const keySize = Math.min(req.maxKeySize, 16);
@@ -757,6 +797,25 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     }
     const bondingAsked = (req.authReq & AuthReq.BondingFlagsMask) === AuthReq.Bonding;
     const bonding = this.policy.bondable && bondingAsked;
+    const full = bonding && !existing ? this.bondStoreRefuses(peer) : undefined;
+    if (full) {
+      this.log.warn(
+        { stored: full.stored, maxBonds: full.max, store: this.bonds.description },
+        `pairing with ${formatAddress(peer)} refused: the bond store is full (${full.stored} of ${full.max}) and new bonds are refused so that no bonded phone is evicted`,
+      );
+      this.fail(
+        SmpReason.UnspecifiedReason,
+        'local',
+        `the bond store ${this.bonds.description} is full (${full.stored} of ${full.max} bonds); remove a bond (wearable-host bonds remove ADDRESS), raise --max-bonds, or run with --evict-oldest-bond`,
+      );
+      return;
+    }
+    const globalWait = this.backoff.takeNewPairing();
+    if (globalWait > 0) {
+      this.log.warn({ waitMs: globalWait }, `pairing with ${formatAddress(peer)} refused: too many new pairings on this device recently (any address)`);
+      this.fail(SmpReason.RepeatedAttempts, 'local', `too many pairings were started on this device recently (from any address); the next is allowed in ${Math.ceil(globalWait / 1000)} s`);
+      return;
+    }
     const identity = this.localIdentity();
     // The intersection of what the central offers, what we support and what the policy allows.
     const initMask = SUPPORTED_DIST & (this.policy.initiatorKeyDistribution ?? 0x0f);
@@ -773,6 +832,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     this.proc = proc;
     if (!this.settleFeatures(proc, request, pres)) return;
     proc.keySize = keySize;
+    if (!this.refuseDowngrade(proc, existing)) return;
     this.send({ type: 'pairingResponse', ...pres });
     this.phaseNow = 'waitPublicKey';
     this.emit('pairingStarted', { peer, role: 'responder', model: proc.assoc?.model, request, response: pres });
@@ -837,7 +897,8 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       return;
     }
     if (pres.maxKeySize < 7 || pres.maxKeySize > 16) {
-      this.fail(SmpReason.InvalidParameters, 'local', `Maximum Encryption Key Size ${pres.maxKeySize} is outside 7..16`);
+      // 0x06, not 0x0A: what Zephyr (smp_pairing_req) and Linux answer and what PTS accepts.
+      this.fail(SmpReason.EncryptionKeySize, 'local', `Maximum Encryption Key Size ${pres.maxKeySize} is outside 7..16`);
       return;
     }
     const keySize = Math.min(pres.maxKeySize, proc.preq.maxKeySize);
@@ -865,6 +926,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     }
     if (!this.settleFeatures(proc, proc.preq, pres)) return;
     proc.keySize = keySize;
+    if (!this.refuseDowngrade(proc, proc.existingBond)) return;
     this.send({ type: 'pairingPublicKey', publicKey: proc.keys.publicKey });
     this.phaseNow = 'waitPublicKey';
   }
@@ -1455,6 +1517,21 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       await this.lower.disconnect(0x05).catch((err: unknown) => this.log.warn({ err }, 'disconnect failed'));
       return;
     }
+    const claimed = holder && holder !== proc.existingBond ? this.downgradeFrom(holder, proc.assoc.authenticated, true, this.enc.encrypted ? this.enc.keySize : proc.keySize) : undefined;
+    if (proc.bonding && holder && claimed) {
+      // Recognised only by the identity it distributed: the same downgrade check, now.
+      this.fail(SmpReason.AuthenticationRequirements, 'local', `the peer claims the identity ${formatAddress(identity)} of a stronger bond (${claimed}); the bond was kept`);
+      await this.lower.disconnect(0x05).catch((err: unknown) => this.log.warn({ err }, 'disconnect failed'));
+      return;
+    }
+    const full = proc.bonding && !holder && !proc.existingBond ? this.bondStoreRefuses(identity) : undefined;
+    if (full) {
+      // The store filled up while this pairing ran (another peer bonded meanwhile).
+      this.log.warn({ stored: full.stored, maxBonds: full.max, store: this.bonds.description }, `bond of ${formatAddress(identity)} refused: the bond store is full`);
+      this.fail(SmpReason.UnspecifiedReason, 'local', `the bond store ${this.bonds.description} is full (${full.stored} of ${full.max} bonds); remove a bond or run with --evict-oldest-bond`);
+      await this.lower.disconnect(0x05).catch((err: unknown) => this.log.warn({ err }, 'disconnect failed'));
+      return;
+    }
     this.stopTimer();
     this.proc = undefined;
     this.phaseNow = 'idle';
@@ -1476,13 +1553,15 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
         createdAt: now,
         lastSeenAt: now,
       };
+      // The same device's old bond goes first, so a full store never evicts (or refuses) for it.
+      const old = proc.existingBond && !sameAddress(proc.existingBond.peer, identity) ? proc.existingBond : undefined;
       try {
+        if (old) await this.bonds.remove(old.peer);
         await this.bonds.put(record);
-        const old = proc.existingBond;
-        if (old && !sameAddress(old.peer, identity)) await this.bonds.remove(old.peer);
         bonded = true;
         this.emit('bondSaved', record);
       } catch (err) {
+        if (old && !this.bonds.get(old.peer)) await this.bonds.put(old).catch((e: unknown) => this.log.warn({ err: e }, 'could not restore the old bond'));
         this.log.error({ err }, `could not store the bond of ${formatAddress(identity)} in ${this.bonds.description}; the link stays encrypted but the bond will not survive a restart`);
       }
     }
@@ -1542,6 +1621,11 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     const waitMs = this.backoff.remainingMs(this.backoffPeer());
     if (waitMs > 0) {
       this.fail(SmpReason.RepeatedAttempts, 'local', `a pairing with this peer failed recently; retry allowed in ${Math.ceil(waitMs / 1000)} s`);
+      return;
+    }
+    const globalWait = this.backoff.takeNewPairing();
+    if (globalWait > 0) {
+      this.fail(SmpReason.RepeatedAttempts, 'local', `too many pairings were asked for on this device recently; the next is allowed in ${Math.ceil(globalWait / 1000)} s`);
       return;
     }
     this.startAsInitiator();

@@ -363,11 +363,25 @@ test('writes after close are refused', async () => {
   });
 });
 
-test('eviction: a new peer in a full store evicts the least recently seen bond; updates never evict', async () => {
+test('a full store refuses a new peer by default: BondStoreError full naming the file and the way out, nothing written', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bonds.json');
+    const s = await JsonFileBondStore.open(path, { maxBonds: 2 });
+    await s.put(minimalBond(1));
+    await s.put(minimalBond(2));
+    const writes = s.writes;
+    await assert.rejects(s.put(minimalBond(3)), isBondError('full', /is full \(2 of 2 bonds\).*--evict-oldest-bond/));
+    assert.equal(s.writes, writes);
+    assert.deepEqual(s.capacity(), { stored: 2, max: 2, whenFull: 'refuse' });
+    await s.close();
+  });
+});
+
+test("eviction (whenFull 'evict-oldest'): a new peer in a full store evicts the least recently seen bond; updates never evict", async () => {
   await withDir(async (dir) => {
     const path = join(dir, 'bonds.json');
     const { logger, lines } = captureLogger();
-    const s = await JsonFileBondStore.open(path, { maxBonds: 3, logger });
+    const s = await JsonFileBondStore.open(path, { maxBonds: 3, logger, whenFull: 'evict-oldest' });
     assert.equal(s.maxBonds, 3);
     const at = (d: number): string => new Date(Date.UTC(2026, 0, d)).toISOString();
     await s.put(minimalBond(1, { lastSeenAt: at(10) }));
@@ -391,7 +405,7 @@ test('eviction: a new peer in a full store evicts the least recently seen bond; 
 
 test('eviction ties on lastSeenAt go to the oldest createdAt', async () => {
   await withDir(async (dir) => {
-    const s = await JsonFileBondStore.open(join(dir, 'bonds.json'), { maxBonds: 2 });
+    const s = await JsonFileBondStore.open(join(dir, 'bonds.json'), { maxBonds: 2, whenFull: 'evict-oldest' });
     const same = '2026-02-01T00:00:00.000Z';
     await s.put(minimalBond(1, { lastSeenAt: same, createdAt: '2026-01-02T00:00:00.000Z' }));
     await s.put(minimalBond(2, { lastSeenAt: same, createdAt: '2026-01-01T00:00:00.000Z' }));

@@ -41,8 +41,18 @@ test('memory store refuses malformed records naming the field', async () => {
   assert.equal(s.list().length, 1);
 });
 
-test('memory store evicts the least recently seen bond when a new peer arrives and it is full', async () => {
-  const s = new MemoryBondStore({ maxBonds: 3 });
+test('memory store refuses a new peer when full by default (BondStoreError full), replacing a stored peer still works', async () => {
+  const s = new MemoryBondStore({ maxBonds: 2 });
+  await s.put(minimalBond(1));
+  await s.put(minimalBond(2));
+  await assert.rejects(s.put(minimalBond(3)), (e: unknown) => e instanceof BondStoreError && e.code === 'full' && /full \(2 of 2 bonds\)/.test(e.message));
+  await s.put(minimalBond(2, { keySize: 16 }));
+  assert.deepEqual(s.list().map((b) => b.peer.address).sort(), [peerAddress(1), peerAddress(2)].map((a) => a.address).sort());
+  assert.deepEqual(s.capacity(), { stored: 2, max: 2, whenFull: 'refuse' });
+});
+
+test("memory store with whenFull 'evict-oldest' evicts the least recently seen bond when a new peer arrives and it is full", async () => {
+  const s = new MemoryBondStore({ maxBonds: 3, whenFull: 'evict-oldest' });
   await s.put(minimalBond(1, { lastSeenAt: '2026-01-05T00:00:00.000Z' }));
   await s.put(minimalBond(2, { lastSeenAt: '2026-01-03T00:00:00.000Z' }));
   await s.put(minimalBond(3, { lastSeenAt: '2026-01-04T00:00:00.000Z' }));

@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { VirtualClock } from '../../src/util/clock.js';
 import { LiveDiagnoser } from '../../src/diagnose/live.js';
 import type { Finding } from '../../src/diagnose/diagnose.js';
+import { RULES, type RuleDef } from '../../src/diagnose/rules.js';
 import { IOS, PHONE_IDENTITY, PHONE_RPA_1, Scenario, T0, cleanPairingThenReconnection, type Recorded } from './builders.js';
 
 /** Feeds recorded packets at the clock's current time; returns the findings they fired. */
@@ -120,7 +121,7 @@ test('live: with the bond store as resolver, 0x05 to a phone it resolves is repo
   d.stop();
 });
 
-test('live: ended connections beyond the retention limit lose their ATT traffic (bounded memory), not their security story', () => {
+test('live: an ended connection keeps only its security story (and MTU exchange), and ended connections beyond the retention limit are dropped whole; findings were emitted before', () => {
   const clock = new VirtualClock(T0);
   const d = new LiveDiagnoser({ clock, keepEndedConnections: 1 });
   for (let i = 0; i < 3; i++) {
@@ -133,9 +134,11 @@ test('live: ended connections beyond the retention limit lose their ATT traffic 
     feedAll(d, s.records);
   }
   const r = d.report();
-  assert.deepEqual(r.connections.map((c) => c.security.outcome), ['encryption-failed', 'encryption-failed', 'encryption-failed']);
-  assert.deepEqual(r.connections.map((c) => c.phone !== undefined), [false, false, true]);
+  assert.deepEqual(r.connections.map((c) => c.id), [3], 'the two older ended connections are gone');
+  assert.deepEqual(r.connections.map((c) => c.security.outcome), ['encryption-failed']);
+  assert.deepEqual(r.connections.map((c) => c.phone !== undefined), [true], 'the MTU exchange that identifies the phone is kept');
   assert.equal(d.findings().length, 3);
+  assert.equal(d.retained().connections, 1);
   d.stop();
 });
 
@@ -147,4 +150,101 @@ test('live: packets after stop() are ignored', () => {
   s.connect();
   assert.deepEqual(feedAll(d, s.records), []);
   assert.equal(d.report().connections.length, 0);
+});
+
+test('live: a Pairing Request refused with 0x08 while the bond store is full and refusing gives the bond-store-full finding; not when the store has room', () => {
+  const run = (capacity: { stored: number; max: number; whenFull: 'refuse' | 'evict-oldest' }): Finding[] => {
+    const clock = new VirtualClock(T0);
+    const d = new LiveDiagnoser({ clock, bondStore: () => capacity });
+    const s = new Scenario('accessory');
+    s.connect();
+    s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    s.smp('accessory', { type: 'pairingFailed', reason: 0x08 });
+    s.disconnect(0x13);
+    const got = feedAll(d, s.records);
+    d.stop();
+    return got;
+  };
+  const full = run({ stored: 16, max: 16, whenFull: 'refuse' }).filter((f) => f.rule === 'bond-store-full');
+  assert.equal(full.length, 1);
+  assert.equal(full[0]?.title, 'Pairing refused: the bond store is full');
+  assert.equal(full[0]?.detail, 'The bond store holds 16 of 16 bonds.');
+  assert.deepEqual(full[0]?.evidence.map((e) => e.number), [2, 3]);
+  assert.deepEqual(run({ stored: 15, max: 16, whenFull: 'refuse' }).filter((f) => f.rule === 'bond-store-full'), []);
+  assert.deepEqual(run({ stored: 16, max: 16, whenFull: 'evict-oldest' }).filter((f) => f.rule === 'bond-store-full'), []);
+});
+
+test('live: 10,000 ATT requests each answered with an Error Response on one link: the rules run O(log n) times and the link retains a bounded number of events', () => {
+  const clock = new VirtualClock(T0);
+  let evaluations = 0;
+  const counting: RuleDef = {
+    id: 'count-evaluations',
+    title: 'counts evaluations',
+    severity: 'hint',
+    cause: '',
+    fixes: [],
+    sources: [],
+    match: () => {
+      evaluations++;
+      return [];
+    },
+  };
+  const d = new LiveDiagnoser({ clock, rules: [...RULES, counting] });
+  const s = new Scenario('accessory');
+  s.connect();
+  for (let i = 0; i < 10_000; i++) {
+    s.att('phone', { type: 'readRequest', handle: 0x0100 + (i % 50) });
+    s.att('accessory', { type: 'errorResponse', requestOpcode: 0x0a, handle: 0x0100 + (i % 50), errorCode: 0x01 });
+  }
+  feedAll(d, s.records);
+  assert.ok(evaluations <= 20, `rules evaluated ${evaluations} times for 20,000 PDUs (1st, 2nd, 4th ... of each kind)`);
+  const kept = d.retained();
+  assert.ok(kept.events <= 2_100, `${kept.events} events retained on the link`);
+  // The disconnection always evaluates (final), and a fresh link is evaluated at once again.
+  const before = evaluations;
+  const end = new Scenario('accessory');
+  end.disconnect(0x13);
+  end.connect();
+  end.att('accessory', { type: 'errorResponse', requestOpcode: 0x0a, handle: 0x0100, errorCode: 0x01 });
+  feedAll(d, end.records);
+  assert.equal(evaluations - before, 3, 'the disconnection, then the new link\'s connection and its first error');
+  d.stop();
+});
+
+test('live: 500 short connections: only the last keepEndedConnections are retained, and nothing else grows with them', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, keepEndedConnections: 20 });
+  for (let i = 0; i < 500; i++) {
+    const s = new Scenario('accessory');
+    s.connect({ handle: 0x40 + (i % 8) });
+    s.mtu(185);
+    s.protectedRead(0x05);
+    s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    s.smp('accessory', { type: 'pairingFailed', reason: 0x09 });
+    s.disconnect(0x13);
+    feedAll(d, s.records);
+  }
+  const kept = d.retained();
+  assert.equal(kept.connections, 20);
+  assert.ok(kept.events <= 20 * 10, `${kept.events} events retained`);
+  assert.ok(kept.signatures <= 20 * 10, `${kept.signatures} signatures retained`);
+  assert.equal(kept.timers, 0);
+  assert.ok(kept.findings <= 1000);
+  d.stop();
+});
+
+test('live: links the timeline ends without a Disconnection Complete (a new Connection Complete on the same handle, an HCI Reset) are retired too: retention stays bounded', () => {
+  const clock = new VirtualClock(T0);
+  const d = new LiveDiagnoser({ clock, keepEndedConnections: 20 });
+  const s = new Scenario('accessory');
+  for (let i = 0; i < 300; i++) {
+    s.connect({ handle: 0x40 });
+    s.mtu(185);
+  }
+  feedAll(d, s.records);
+  assert.ok(d.retained().connections <= 20 + 16 + 1, `${d.retained().connections} connections retained`);
+  // HCI Reset drops every link: the open one ends with it.
+  d.feed('host->controller', Uint8Array.of(0x01, 0x03, 0x0c, 0x00));
+  assert.equal(d.report().connections.filter((c) => c.end === undefined).length, 0);
+  d.stop();
 });

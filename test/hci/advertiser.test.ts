@@ -150,3 +150,100 @@ test('advertising intervals convert to 0.625 ms units within 20 ms .. 10.24 s', 
   assert.equal(advertisingIntervalUnits(1), 0x20);
   assert.equal(advertisingIntervalUnits(20000), 0x4000);
 });
+
+// ---- Reconnect races: the advertiser's state follows the controller's events, not the order of awaits.
+
+/** Advertising commands sent from index `from` on (the driver's own LE Set Data Length aside). */
+function advCommands(rig: Rig, from: number): string[] {
+  return since(rig, from).filter((n) => n.startsWith('LeSetAdvertising'));
+}
+
+/** The bytes `send` would write from the controller, captured instead of sent. */
+async function captureWrites(rig: Rig, send: () => Promise<void>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const t = rig.ctrl.transport;
+  const original = t.write.bind(t);
+  t.write = async (b: Uint8Array) => {
+    parts.push(b.slice());
+  };
+  try {
+    await send();
+  } finally {
+    t.write = original;
+  }
+  return Uint8Array.from(parts.flatMap((p) => [...p]));
+}
+
+/** One read holding several events, as a controller's UART burst delivers them. */
+function concat(...chunks: Uint8Array[]): Uint8Array {
+  return Uint8Array.from(chunks.flatMap((c) => [...c]));
+}
+
+/**
+ * Connected on 0x0040, then the phone leaves: the advertiser re-enables and the Command Complete of
+ * that LE Set Advertising Enable is held back, so the test can deliver it with other events in one read.
+ */
+async function reEnablePending(): Promise<{ rig: Rig; adv: Advertiser; commandComplete: Uint8Array }> {
+  const { rig, adv } = await advertising();
+  await rig.ctrl.connect({ handle: 0x0040 });
+  await settle();
+  rig.ctrl.on('LeSetAdvertisingEnable', () => 'silent');
+  const base = rig.ctrl.commands.length;
+  await rig.ctrl.disconnect(0x0040);
+  await settle();
+  assert.deepEqual(advCommands(rig, base), ['LeSetAdvertisingEnable'], 'the advertiser re-enabled after the disconnection');
+  const commandComplete = await captureWrites(rig, () =>
+    rig.ctrl.sendEvent('CommandComplete', { numHciCommandPackets: 1, opcode: 0x200a, returnParameters: Uint8Array.of(0x00) }),
+  );
+  rig.ctrl.on('LeSetAdvertisingEnable', () => undefined);
+  return { rig, adv, commandComplete };
+}
+
+test('reconnect race: Command Complete (advertising enable) and LE Connection Complete in one read; advertising resumes after the next disconnection', async () => {
+  const { rig, adv, commandComplete } = await reEnablePending();
+  const connection = await captureWrites(rig, () => rig.ctrl.connect({ handle: 0x0041 }));
+  await rig.ctrl.sendRaw(concat(commandComplete, connection));
+  await settle();
+  assert.equal(adv.advertising, false, 'the connection ended advertising after the enable was confirmed');
+  const base = rig.ctrl.commands.length;
+  const started = adv.wait('started');
+  await rig.ctrl.disconnect(0x0041);
+  await started;
+  assert.deepEqual(advCommands(rig, base), ['LeSetAdvertisingEnable']);
+  assert.equal(toHex(rig.ctrl.commands.at(-1)?.raw ?? new Uint8Array()), '010a200101');
+  assert.equal(rig.ctrl.advertising, true);
+  adv.dispose();
+  await rig.stop();
+});
+
+test('reconnect race: LE Connection Complete before the Command Complete of the enable, in one read; advertising resumes after the next disconnection', async () => {
+  const { rig, adv, commandComplete } = await reEnablePending();
+  const connection = await captureWrites(rig, () => rig.ctrl.connect({ handle: 0x0041 }));
+  await rig.ctrl.sendRaw(concat(connection, commandComplete));
+  await settle();
+  assert.equal(adv.advertising, false, 'a connection arrived while the enable was in flight: the state is not trusted as advertising');
+  const base = rig.ctrl.commands.length;
+  const started = adv.wait('started');
+  await rig.ctrl.disconnect(0x0041);
+  await started;
+  assert.deepEqual(advCommands(rig, base), ['LeSetAdvertisingEnable']);
+  assert.equal(rig.ctrl.advertising, true);
+  adv.dispose();
+  await rig.stop();
+});
+
+test('reconnect race: a connection and its disconnection while the re-enable is in flight; advertising is enabled again at once', async () => {
+  const { rig, adv, commandComplete } = await reEnablePending();
+  const connection = await captureWrites(rig, () => rig.ctrl.connect({ handle: 0x0041 }));
+  const disconnection = await captureWrites(rig, () => rig.ctrl.disconnect(0x0041));
+  const base = rig.ctrl.commands.length;
+  const started = adv.wait('started');
+  await rig.ctrl.sendRaw(concat(connection, disconnection, commandComplete));
+  await started;
+  await settle();
+  assert.deepEqual(advCommands(rig, base), ['LeSetAdvertisingEnable'], 'the enable consumed by the short connection is sent again');
+  assert.equal(rig.ctrl.advertising, true);
+  assert.equal(adv.advertising, true);
+  adv.dispose();
+  await rig.stop();
+});

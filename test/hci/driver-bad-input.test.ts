@@ -172,3 +172,18 @@ test('fuzz: every event in the table with random parameters of random lengths ne
   assert.equal(info.buffers.aclPacketCount, 3);
   await rig.stop();
 });
+
+test('an LE Connection Complete arriving during bring-up (after HCI Reset was sent) is ignored: a controller being reset has no connections', async () => {
+  const rig = makeRig();
+  rig.ctrl.hold();
+  const init = rig.hci.init();
+  await settle();
+  assert.equal(rig.ctrl.commandNames.at(-1), 'Reset');
+  // Stale (sent before the reset) or made up: either way no connection exists after it.
+  await rig.ctrl.connect({ handle: 0x00c9 });
+  await settle();
+  rig.ctrl.release();
+  await init;
+  assert.deepEqual(rig.hci.connections, [], 'no phantom link holds a connection slot');
+  await rig.stop();
+});

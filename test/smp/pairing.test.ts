@@ -211,14 +211,16 @@ test('Pairing Request without the SC bit gets Pairing Failed 0x03 (LESC only)', 
   assert.equal(p.backoff.failures(CENTRAL_ADDR), 0, 'a refusal before the procedure started is not a failed attempt');
 });
 
-test('key size: a peer offering less than the minimum gets 0x06; out-of-range sizes get 0x0A; a lower minimum accepts and masks the LTK', async () => {
+test('key size: a peer offering less than the minimum gets 0x06; out-of-range sizes (< 7, > 16) get 0x06 too, as Zephyr and Linux send; a lower minimum accepts and masks the LTK', async () => {
   const p = makeSide();
   await inject(p.session, fromHex('0104000d0f0303'));
   assert.deepEqual(p.lower.take(), ['0506']);
   await inject(p.session, fromHex('0104000d110303'));
-  assert.deepEqual(p.lower.take(), ['050a']);
+  assert.deepEqual(p.lower.take(), ['0506'], 'Maximum Encryption Key Size 17: 0x06 Encryption Key Size');
   await inject(p.session, fromHex('0104000d060303'));
-  assert.deepEqual(p.lower.take(), ['050a']);
+  assert.deepEqual(p.lower.take(), ['0506'], 'Maximum Encryption Key Size 6: 0x06 Encryption Key Size');
+  await inject(p.session, fromHex('0104000d000303'));
+  assert.deepEqual(p.lower.take(), ['0506'], 'Maximum Encryption Key Size 0: 0x06 Encryption Key Size');
 
   const q = makeSide({ policy: { minKeySize: 10 } });
   const c = new ScriptedCentral();
@@ -317,6 +319,19 @@ test('the debug public key is refused with 0x03 unless allowDebugKeys', async ()
   q.lower.take();
   await inject(q.session, d.publicKey());
   assert.deepEqual(q.lower.takePdus().map((x) => x.type), ['pairingPublicKey', 'pairingConfirm']);
+});
+
+test('central: a Pairing Response with a Maximum Encryption Key Size outside 7..16 gets 0x06 Encryption Key Size', async () => {
+  for (const size of [6, 17]) {
+    const c = makeSide({ role: 'central' });
+    const pairing = c.session.pair();
+    pairing.catch(() => undefined);
+    await drain(c.session);
+    c.lower.take();
+    await inject(c.session, { type: 'pairingResponse', ioCapability: 3, oobDataFlag: 0, authReq: 0x09, maxKeySize: size, initiatorKeyDist: 2, responderKeyDist: 2 });
+    assert.deepEqual(c.lower.take(), ['0506'], `Maximum Encryption Key Size ${size}`);
+    await assert.rejects(pairing, (e: unknown) => e instanceof SmpError && e.reason === 0x06);
+  }
 });
 
 test('central: a responder reflecting our own public key gets 0x0B', async () => {
