@@ -11,7 +11,7 @@ import { registerDiagnoseCommand } from './diagnose-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { LOG_LEVELS, IO_CAPABILITY_NAMES, parseIntOption, type MainCliOptions } from './options.js';
 import { addPortOptions, makeLogger } from './common.js';
-import { openPort, parseWearableSettings, startWearable } from './run-wearable.js';
+import { openBondStore, openPort, parseWearableSettings, startWearable, type WearableSession } from './run-wearable.js';
 import { registerSimOptions, runSim } from './sim-run.js';
 import { registerPhoneCommand } from './phone-command.js';
 
@@ -87,18 +87,33 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the wearable on a DK until Ctrl-C or the port is lost. */
+/** Signals that stop the wearable like Ctrl-C: a service manager sends SIGTERM, a closed terminal SIGHUP. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const satisfies readonly NodeJS.Signals[];
+
+/**
+ * Runs the wearable on a DK until a stop signal or the port is lost. The bond file is opened (and
+ * locked) before the port, so a bond file that cannot be used never holds the DK; any start-up
+ * failure closes what was opened before it is reported.
+ */
 async function runOnPort(opts: MainCliOptions): Promise<void> {
   const log = makeLogger(opts.logLevel, opts.logJson);
   const settings = parseWearableSettings(opts);
   const port = opts.port as string;
-  const transport = await openPort(port, {
+  const serial = {
     baud: parseIntOption('--baud', opts.baud, 1200, 12_000_000),
     rtscts: opts.rtscts,
     chunkSize: parseIntOption('--chunk-size', opts.chunkSize, 1, 4096),
     log,
-  });
-  const session = await startWearable({ settings, transport, log, simulateValues: opts.simulatedValues });
+  };
+  const bonds = await openBondStore(settings, log);
+  let session: WearableSession;
+  try {
+    const transport = await openPort(port, serial);
+    session = await startWearable({ settings, transport, log, bonds, simulateValues: opts.simulatedValues });
+  } catch (err) {
+    await bonds.close().catch(() => undefined);
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (why: string, code: number): void => {
@@ -109,16 +124,23 @@ async function runOnPort(opts: MainCliOptions): Promise<void> {
         .close()
         .catch((err: unknown) => log.warn({ err }, 'shutdown was not clean'))
         .finally(() => {
-          process.off('SIGINT', onInt);
-          process.off('SIGTERM', onTerm);
+          for (const [sig, fn] of handlers) process.off(sig, fn);
           if (code) process.exitCode = code;
           resolve();
         });
     };
-    const onInt = (): void => stop('Ctrl-C', 0);
-    const onTerm = (): void => stop('SIGTERM', 0);
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    const handlers = STOP_SIGNALS.map((sig) => {
+      const fn = (): void => {
+        // A second signal while stopping: the user does not want to wait.
+        if (stopping) {
+          log.warn(`${sig} again: exiting without waiting for the controller`);
+          process.exit(130);
+        }
+        stop(sig === 'SIGINT' ? 'Ctrl-C' : sig, 0);
+      };
+      process.on(sig, fn);
+      return [sig, fn] as const;
+    });
     session.peripheral.on('fatal', () => stop('controller lost', 1));
   });
 }
