@@ -24,6 +24,9 @@ function packageVersion(): string {
   }
 }
 
+/** Main-command options a --sim run reads; any other one given with --sim is refused as ignored. */
+const SIM_RUN_OPTIONS: ReadonlySet<string> = new Set(['sim', 'profile', 'scenario', 'seed', 'btsnoop', 'logLevel']);
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -64,9 +67,31 @@ export function buildProgram(): Command {
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
     .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)');
   registerSimOptions(program);
+  // Extra words are checked here, so an unknown command is named as such (not "too many arguments").
+  program.allowExcessArguments(true);
   program.action(async (opts: MainCliOptions) => {
+    const extra = program.args;
+    if (extra.length > 0) {
+      const commands = program.commands.map((c) => c.name());
+      throw new WearableHostError(
+        'cli',
+        `unknown command ${JSON.stringify(extra[0])}. Commands: ${commands.join(', ')}; without a command it runs the wearable (--port PATH, or --sim). See wearable-host --help.`,
+      );
+    }
     if (opts.port === undefined || opts.sim) {
       if (opts.port !== undefined) throw new WearableHostError('cli', '--sim and --port exclude each other: pick the virtual controller or the DK');
+      const ignored = program.options
+        .map((o) => o.attributeName())
+        .filter((name) => !SIM_RUN_OPTIONS.has(name) && program.getOptionValueSource(name) === 'cli')
+        .map((name) => program.options.find((o) => o.attributeName() === name)?.long ?? name);
+      if (ignored.length > 0) {
+        throw new WearableHostError(
+          'cli',
+          `${ignored.join(', ')} ${ignored.length === 1 ? 'applies' : 'apply'} to the wearable on a DK (--port) and would be ignored with --sim: ` +
+            `each scenario sets its own wearable options. With --sim use ${[...SIM_RUN_OPTIONS].filter((n) => n !== 'sim').map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}; ` +
+            `to run the wearable with these options on a virtual controller, serve one with \`wearable-host sim-controller --tcp 0\` and pass --port tcp://127.0.0.1:PORT.`,
+        );
+      }
       process.exitCode = await runSim({
         ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
         ...(opts.scenario !== undefined ? { scenario: opts.scenario } : {}),
