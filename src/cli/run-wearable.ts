@@ -236,7 +236,7 @@ function describeEvents(p: Peripheral, log: Logger, settings: WearableSettings):
   p.on('disconnected', (link, _reason, name) => log.info({ handle: link.hci.handle }, `disconnected: ${formatAddress(link.hci.peer)}, reason ${name}`));
   p.on('paired', (link, info) =>
     log.info(
-      { handle: link.hci.handle, level: info.level, keySize: info.keySize, bonded: info.bonded },
+      { handle: link.hci.handle, securityLevel: info.level, keySize: info.keySize, bonded: info.bonded },
       `paired with ${formatAddress(info.peerIdentity)}: security level L${info.level} (${info.model}), key ${info.keySize} bytes${info.bonded ? ', bond saved' : ', not bonded'}`,
     ),
   );
