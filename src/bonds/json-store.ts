@@ -6,7 +6,7 @@
  *   After a crash at any instant the file holds either the previous or the new complete state.
  * - Writes are serialised (never two renames racing) and coalesced; each put/update/remove/clear/
  *   setLocalIdentity resolves once a write containing its change is durable.
- * - One process per file: `<file>.lock` (O_EXCL, holds the pid); a stale lock (its pid is not
+ * - One process per file: `<file>.lock` (see ./lock.ts: pid, process start time, boot id); a stale lock (its owner is not
  *   running) is taken over with a warning; a live one is refused with a message naming the pid.
  * - A file that cannot be read, is not JSON, fails validation or has a newer schema is NEVER
  *   overwritten: open() throws a BondStoreError naming the path, the problem and how to recover.
