@@ -29,6 +29,9 @@ import type { RandomSource } from './util/random.js';
 import { TypedEmitter } from './util/emitter.js';
 import { WearableHostError } from './util/errors.js';
 
+/** How long stop() waits for the controller to report the links it was asked to end. */
+const STOP_DISCONNECT_WAIT_MS = 1000;
+
 /** One connection's layers. */
 export interface PeripheralLink {
   readonly hci: HciConnection;
@@ -256,6 +259,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
         for (const link of [...this.links.values()]) {
           await this.hci.disconnect(link.hci.handle, HciStatus.RemoteDeviceTerminatedPowerOff).catch(() => undefined);
         }
+        await this.linksGone(STOP_DISCONNECT_WAIT_MS);
       }
     } catch (err) {
       this.log.debug({ err }, 'stopping: controller did not answer');
@@ -264,6 +268,27 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
       for (const link of [...this.links.values()]) this.closeLink(link);
       this.hci.close();
     }
+  }
+
+  /**
+   * Resolves once every link has its Disconnection Complete (so the trace and the phone see the
+   * link end), or after `ms` if the controller does not report it.
+   */
+  private linksGone(ms: number): Promise<void> {
+    if (this.links.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        if (this.links.size > 0 && timer !== undefined) return;
+        this.opts.clock.clearTimeout(timer);
+        this.off('disconnected', done);
+        resolve();
+      };
+      let timer: TimerHandle | undefined = this.opts.clock.setTimeout(() => {
+        timer = undefined;
+        done();
+      }, ms);
+      this.on('disconnected', done);
+    });
   }
 
   /**

@@ -30,5 +30,10 @@ export function ioError(err: unknown, path: string, action: string): BondStoreEr
       cause: err,
     });
   }
+  if (code === 'ENOTDIR') {
+    return new BondStoreError('io', path, `cannot ${action} for bond file ${path}: a part of the path is a file, not a directory (ENOTDIR). Give another path with --bonds FILE.`, {
+      cause: err,
+    });
+  }
   return new BondStoreError('io', path, `cannot ${action} for bond file ${path}: ${detail}`, { cause: err });
 }

@@ -6,7 +6,7 @@
  *   After a crash at any instant the file holds either the previous or the new complete state.
  * - Writes are serialised (never two renames racing) and coalesced; each put/update/remove/clear/
  *   setLocalIdentity resolves once a write containing its change is durable.
- * - One process per file: `<file>.lock` (O_EXCL, holds the pid); a stale lock (its pid is not
+ * - One process per file: `<file>.lock` (see ./lock.ts: pid, process start time, boot id); a stale lock (its owner is not
  *   running) is taken over with a warning; a live one is refused with a message naming the pid.
  * - A file that cannot be read, is not JSON, fails validation or has a newer schema is NEVER
  *   overwritten: open() throws a BondStoreError naming the path, the problem and how to recover.
@@ -92,11 +92,7 @@ export class JsonFileBondStore implements BondStore {
     const dir = dirname(file);
     let lock: FileLock | undefined;
     if (!opts.readOnly) {
-      try {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-      } catch (err) {
-        throw ioError(err, file, `create the directory ${dir}`);
-      }
+      await ensureDirectory(dir, file);
       lock = await FileLock.acquire(`${file}.lock`, { target: file, logger: log, clock: opts.clock ?? new RealClock() });
     }
     try {
@@ -202,6 +198,15 @@ export class JsonFileBondStore implements BondStore {
   private async load(): Promise<void> {
     let text: string;
     try {
+      // A FIFO or device would block the read forever; a directory cannot hold bonds.
+      const st = await stat(this.path);
+      if (!st.isFile()) {
+        throw new BondStoreError(
+          'io',
+          this.path,
+          `${this.path} is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, not a bond file. Give a file path with --bonds FILE (it is created on the first bond).`,
+        );
+      }
       text = await readFile(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
@@ -279,6 +284,42 @@ export class JsonFileBondStore implements BondStore {
     }
     await syncDirectory(dir);
     this.writes++;
+  }
+}
+
+/**
+ * `mkdir -p` with mode 0700, one level at a time. Node's own recursive mkdir never returns on a
+ * path under /proc (it retries forever on a file system that refuses new entries), so each level
+ * is created at most once and a refusal becomes a {@link BondStoreError} naming the directory.
+ */
+async function ensureDirectory(dir: string, file: string, depth = 0): Promise<void> {
+  try {
+    await mkdir(dir, { mode: 0o700 });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      const st = await stat(dir).catch(() => undefined);
+      if (st?.isDirectory()) return;
+      throw new BondStoreError('io', file, `cannot use ${file} as a bond file: ${dir} is not a directory (ENOTDIR). Give another path with --bonds FILE.`);
+    }
+    if (code !== 'ENOENT' || dirname(dir) === dir || depth > 64) throw ioError(err, file, `create the directory ${dir}`);
+  }
+  await ensureDirectory(dirname(dir), file, depth + 1);
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code === 'ENOENT') {
+      throw new BondStoreError(
+        'io',
+        file,
+        `cannot create the directory ${dir} for bond file ${file}: its file system refuses new directories (a virtual file system such as /proc?). Give a path on a writable disk with --bonds FILE.`,
+        { cause: err },
+      );
+    }
+    throw ioError(err, file, `create the directory ${dir}`);
   }
 }
 

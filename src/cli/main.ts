@@ -11,7 +11,7 @@ import { registerDiagnoseCommand } from './diagnose-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { LOG_LEVELS, IO_CAPABILITY_NAMES, controllerOption, parseIntOption, type MainCliOptions } from './options.js';
 import { addPortOptions, makeLogger } from './common.js';
-import { openPort, parseWearableSettings, startWearable } from './run-wearable.js';
+import { openBondStore, openPort, parseWearableSettings, startWearable, type WearableSession } from './run-wearable.js';
 import { registerSimOptions, runSim } from './sim-run.js';
 import { registerPhoneCommand } from './phone-command.js';
 
@@ -23,6 +23,9 @@ function packageVersion(): string {
     return '0.0.0';
   }
 }
+
+/** Main-command options a --sim run reads; any other one given with --sim is refused as ignored. */
+const SIM_RUN_OPTIONS: ReadonlySet<string> = new Set(['sim', 'profile', 'scenario', 'seed', 'btsnoop', 'logLevel']);
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -66,9 +69,31 @@ export function buildProgram(): Command {
     .option('--log-json', 'JSON log lines even on a terminal (for `wearable-host diagnose`)')
     .addOption(controllerOption('with --sim: the firmware the virtual controllers run'));
   registerSimOptions(program);
+  // Extra words are checked here, so an unknown command is named as such (not "too many arguments").
+  program.allowExcessArguments(true);
   program.action(async (opts: MainCliOptions) => {
+    const extra = program.args;
+    if (extra.length > 0) {
+      const commands = program.commands.map((c) => c.name());
+      throw new WearableHostError(
+        'cli',
+        `unknown command ${JSON.stringify(extra[0])}. Commands: ${commands.join(', ')}; without a command it runs the wearable (--port PATH, or --sim). See wearable-host --help.`,
+      );
+    }
     if (opts.port === undefined || opts.sim) {
       if (opts.port !== undefined) throw new WearableHostError('cli', '--sim and --port exclude each other: pick the virtual controller or the DK');
+      const ignored = program.options
+        .map((o) => o.attributeName())
+        .filter((name) => !SIM_RUN_OPTIONS.has(name) && program.getOptionValueSource(name) === 'cli')
+        .map((name) => program.options.find((o) => o.attributeName() === name)?.long ?? name);
+      if (ignored.length > 0) {
+        throw new WearableHostError(
+          'cli',
+          `${ignored.join(', ')} ${ignored.length === 1 ? 'applies' : 'apply'} to the wearable on a DK (--port) and would be ignored with --sim: ` +
+            `each scenario sets its own wearable options. With --sim use ${[...SIM_RUN_OPTIONS].filter((n) => n !== 'sim').map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}; ` +
+            `to run the wearable with these options on a virtual controller, serve one with \`wearable-host sim-controller --tcp 0\` and pass --port tcp://127.0.0.1:PORT.`,
+        );
+      }
       process.exitCode = await runSim({
         ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
         ...(opts.scenario !== undefined ? { scenario: opts.scenario } : {}),
@@ -90,18 +115,33 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the wearable on a DK until Ctrl-C or the port is lost. */
+/** Signals that stop the wearable like Ctrl-C: a service manager sends SIGTERM, a closed terminal SIGHUP. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const satisfies readonly NodeJS.Signals[];
+
+/**
+ * Runs the wearable on a DK until a stop signal or the port is lost. The bond file is opened (and
+ * locked) before the port, so a bond file that cannot be used never holds the DK; any start-up
+ * failure closes what was opened before it is reported.
+ */
 async function runOnPort(opts: MainCliOptions): Promise<void> {
   const log = makeLogger(opts.logLevel, opts.logJson);
   const settings = parseWearableSettings(opts);
   const port = opts.port as string;
-  const transport = await openPort(port, {
+  const serial = {
     baud: parseIntOption('--baud', opts.baud, 1200, 12_000_000),
     rtscts: opts.rtscts,
     chunkSize: parseIntOption('--chunk-size', opts.chunkSize, 1, 4096),
     log,
-  });
-  const session = await startWearable({ settings, transport, log, simulateValues: opts.simulatedValues });
+  };
+  const bonds = await openBondStore(settings, log);
+  let session: WearableSession;
+  try {
+    const transport = await openPort(port, serial);
+    session = await startWearable({ settings, transport, log, bonds, simulateValues: opts.simulatedValues });
+  } catch (err) {
+    await bonds.close().catch(() => undefined);
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (why: string, code: number): void => {
@@ -112,16 +152,23 @@ async function runOnPort(opts: MainCliOptions): Promise<void> {
         .close()
         .catch((err: unknown) => log.warn({ err }, 'shutdown was not clean'))
         .finally(() => {
-          process.off('SIGINT', onInt);
-          process.off('SIGTERM', onTerm);
+          for (const [sig, fn] of handlers) process.off(sig, fn);
           if (code) process.exitCode = code;
           resolve();
         });
     };
-    const onInt = (): void => stop('Ctrl-C', 0);
-    const onTerm = (): void => stop('SIGTERM', 0);
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    const handlers = STOP_SIGNALS.map((sig) => {
+      const fn = (): void => {
+        // A second signal while stopping: the user does not want to wait.
+        if (stopping) {
+          log.warn(`${sig} again: exiting without waiting for the controller`);
+          process.exit(130);
+        }
+        stop(sig === 'SIGINT' ? 'Ctrl-C' : sig, 0);
+      };
+      process.on(sig, fn);
+      return [sig, fn] as const;
+    });
     session.peripheral.on('fatal', () => stop('controller lost', 1));
   });
 }

@@ -141,17 +141,20 @@ function controllerRandomMixer(hci: Hci, log: Logger): { random: RandomSource; r
 export async function startWearable(o: StartWearableOptions): Promise<WearableSession> {
   const { settings, transport, log } = o;
   const clock = o.clock ?? new RealClock();
-  const bonds = o.bonds ?? (await JsonFileBondStore.open(settings.bondsPath, { maxBonds: settings.maxBonds, whenFull: settings.whenBondsFull, logger: log.child({ layer: 'bonds' }) }));
   let trace: BtsnoopWriter | undefined;
   let peripheral: Peripheral | undefined;
+  let bonds: BondStore | undefined = o.bonds;
   try {
+    // Opened inside the try: a bond file that cannot be used must not leave the port open.
+    bonds ??= await openBondStore(settings, log);
+    const store = bonds;
     const database = await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log });
     if (settings.btsnoop) trace = await BtsnoopWriter.open(settings.btsnoop);
     const diagnoser = new LiveDiagnoser({
       clock,
       log: log.child({ layer: 'diagnose' }),
-      resolveAddress: (a) => bonds.resolve(a)?.peer,
-      bondStore: () => bonds.capacity?.(),
+      resolveAddress: (a) => store.resolve(a)?.peer,
+      bondStore: () => store.capacity?.(),
     });
     diagnoser.on('finding', (f) => log.warn({ rule: f.rule }, renderFinding(f)));
     let packetNumber = 0;
@@ -177,7 +180,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       clock,
       random: lateRandom,
       log,
-      bonds,
+      bonds: store,
       db: database.db,
       name: settings.name,
       appearance: database.appearance,
@@ -197,16 +200,16 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
     if (mixer) await mixer.refill();
     if (o.simulateValues) database.startSimulation?.();
     log.info(
-      { identity: formatAddress(info.identityAddress), controller: info.versionSummary, bonds: bonds.description, btsnoop: settings.btsnoop },
+      { identity: formatAddress(info.identityAddress), controller: info.versionSummary, bonds: store.description, btsnoop: settings.btsnoop },
       `"${settings.name}" is advertising on ${p.hci.port} (${info.description}); identity ${formatAddress(info.identityAddress)}; ` +
-        `${bonds.list().length} bond(s) in ${bonds.description}` +
+        `${store.list().length} bond(s) in ${store.description}` +
         (windowMs !== undefined ? `; new pairings allowed for ${settings.pairingWindowS} s` : '') +
         (p.privateAddress ? `; private address ${p.privateAddress.address}, rotated every ${settings.privacyS} s` : ''),
     );
     let closed = false;
     return {
       peripheral: p,
-      bonds,
+      bonds: store,
       database,
       diagnoser,
       trace,
@@ -218,16 +221,21 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
         diagnoser.stop();
         await transport.close().catch(() => undefined);
         await trace?.close();
-        await bonds.close();
+        await store.close();
       },
     };
   } catch (err) {
     peripheral?.hci.close();
     await trace?.close().catch(() => undefined);
     await transport.close().catch(() => undefined);
-    if (!o.bonds) await bonds.close().catch(() => undefined);
+    if (!o.bonds) await bonds?.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** The JSON bond store at settings.bondsPath, locked for this process. */
+export function openBondStore(settings: WearableSettings, log: Logger): Promise<BondStore> {
+  return JsonFileBondStore.open(settings.bondsPath, { maxBonds: settings.maxBonds, whenFull: settings.whenBondsFull, logger: log.child({ layer: 'bonds' }) });
 }
 
 /** Info-level lines for what a user watches: connections, pairing, encryption, bonds. */
@@ -236,7 +244,7 @@ function describeEvents(p: Peripheral, log: Logger, settings: WearableSettings):
   p.on('disconnected', (link, _reason, name) => log.info({ handle: link.hci.handle }, `disconnected: ${formatAddress(link.hci.peer)}, reason ${name}`));
   p.on('paired', (link, info) =>
     log.info(
-      { handle: link.hci.handle, level: info.level, keySize: info.keySize, bonded: info.bonded },
+      { handle: link.hci.handle, securityLevel: info.level, keySize: info.keySize, bonded: info.bonded },
       `paired with ${formatAddress(info.peerIdentity)}: security level L${info.level} (${info.model}), key ${info.keySize} bytes${info.bonded ? ', bond saved' : ', not bonded'}`,
     ),
   );

@@ -177,7 +177,7 @@ export async function checkHolders(env: DoctorEnv, port: string): Promise<Findin
   const list = holders.map((h) => `${h.name} (pid ${h.pid})`).join(', ');
   const real = (await env.fs.realpath(path)) ?? path;
   if (/^\/dev\/pts\/\d+$/.test(real) && holders.every((h) => h.name === 'socat')) {
-    // A pseudo-terminal's other end is held by the program behind it: `wearable-host sim --pty` bridges with socat.
+    // A pseudo-terminal's other end is held by the program behind it: `wearable-host sim-controller --pty` bridges with socat.
     return { check: CheckId.Exclusive, severity: Severity.Info, title: `${path} is a pseudo-terminal bridged by ${list} (the simulator's --pty mode does this)` };
   }
   const mm = holders.some((h) => h.name === 'ModemManager');

@@ -73,6 +73,27 @@ async function loadSerialport(port: string): Promise<SerialPortModule> {
   }
 }
 
+/**
+ * A regular file or a directory is never a serial port: say so (the serial library would report a
+ * raw ioctl or EISDIR error). Character devices, and paths stat() cannot see (COM3), go through.
+ */
+async function refuseNonDevice(path: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch {
+    return; // the open reports a missing path with its own advice
+  }
+  if (!st.isFile() && !st.isDirectory()) return;
+  const what = st.isDirectory() ? 'a directory' : 'a regular file';
+  throw new TransportError(
+    'not-found',
+    path,
+    `--port ${path} is ${what}, not a serial port. Give the DK's port (ls -l /dev/serial/by-id/, or /dev/ttyACM0), ` +
+      `a pseudo-terminal from \`wearable-host sim-controller --pty\`, or tcp://host:port; \`wearable-host doctor\` lists the ports it finds.`,
+  );
+}
+
 export class SerialTransport extends TypedEmitter<TransportEvents> implements Transport {
   readonly description: string;
   readonly stats: SerialTransportStats = { bytesWritten: 0, bytesReceived: 0, chunksWritten: 0, largestChunk: 0 };
@@ -148,6 +169,7 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
    * kind is 'not-found', 'permission', 'busy' or 'io' and whose message says what to do.
    */
   static async open(path: string, opts: SerialTransportOptions = {}): Promise<SerialTransport> {
+    await refuseNonDevice(path);
     const { SerialPort } = await loadSerialport(path);
     const baudRate = opts.baudRate ?? 1_000_000;
     let port: SerialPort;

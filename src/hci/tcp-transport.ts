@@ -1,6 +1,6 @@
 /**
  * The same H:4 byte stream over TCP (`tcp://host:port`): to reach the virtual controller served
- * by `wearable-host sim`, or a controller bridged by another tool. Plus {@link serveTcp}, the
+ * by `wearable-host sim-controller --tcp`, or a controller bridged by another tool. Plus {@link serveTcp}, the
  * server side the simulator uses.
  */
 import { createConnection, createServer, type LookupFunction, type Server, type Socket } from 'node:net';
@@ -147,7 +147,7 @@ function explainConnectError(url: string, err: Error): TransportError {
   const code = errnoCode(err);
   switch (code) {
     case 'ECONNREFUSED':
-      return new TransportError('not-found', url, `connection refused by ${url}: nothing listens there. Is the simulator running (wearable-host sim --serve ${url})?`, { cause: err });
+      return new TransportError('not-found', url, `connection refused by ${url}: nothing listens there. Is the simulator running (\`wearable-host sim-controller --tcp PORT\` serves one)?`, { cause: err });
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new TransportError('not-found', url, `host not found for ${url} (${code}): check the host name`, { cause: err });
