@@ -1,6 +1,9 @@
 /**
- * THE diagnosis rules, in one place: each is data (id, title, severity, likely cause, fixes, sources)
- * plus one predicate over a connection's timeline. Adding a rule is adding one entry to {@link RULES}.
+ * THE diagnosis rules: each is data (id, title, severity, likely cause, fixes, sources) plus one
+ * predicate over a connection's timeline. Adding a rule is adding one entry to {@link RULES}. The
+ * rules about what a pairing negotiated live in rules/pairing.ts, the table of Pairing Failed
+ * reasons in rules/pairing-failed.ts, shared helpers in rules/common.ts; docs/diagnosis.md says
+ * what each rule relies on.
  *
  * Terms: "the phone" is the central, "the accessory" the peripheral, whichever of them the capture
  * was taken on (see timeline.ts). Sources are those of /work/shared/REFERENCE.md:

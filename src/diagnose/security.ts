@@ -38,8 +38,9 @@ export interface ConnectionSecurity {
   /** First successful encryption. */
   readonly encryptedAt: TimelineEventOf<'encryptionChange'> | undefined;
   /**
-   * The key size the last pairing on this connection negotiated: the smaller of the Maximum
-   * Encryption Key Size fields of its Pairing Request and Response. Core 5.4 Vol 3 Part H 2.3.4.
+   * The key size the last pairing on this connection negotiated, when the link was then encrypted:
+   * the smaller of the Maximum Encryption Key Size fields of its Pairing Request and Response.
+   * Core 5.4 Vol 3 Part H 2.3.4.
    */
   readonly negotiatedKeySize: number | undefined;
   /** Key sizes reported by the controller (Read Encryption Key Size, Encryption Change v2). */
@@ -111,7 +112,8 @@ export function analyzeSecurity(conn: ConnectionRecord): ConnectionSecurity {
 
   const lastResponse = pairingResponses[pairingResponses.length - 1];
   const lastRequest = lastResponse ? [...pairingRequests].reverse().find((r) => before(r, lastResponse)) : undefined;
-  const negotiatedKeySize = lastResponse && lastRequest ? Math.min(lastRequest.pdu.maxKeySize, lastResponse.pdu.maxKeySize) : undefined;
+  // Only a pairing that went on to encrypt the link has a key size worth reporting.
+  const negotiatedKeySize = lastResponse && lastRequest && encryptionChanges.some((e) => e.enabled && before(lastResponse, e)) ? Math.min(lastRequest.pdu.maxKeySize, lastResponse.pdu.maxKeySize) : undefined;
   const keySize = negotiatedKeySize ?? (keySizes.length ? keySizes[keySizes.length - 1]?.keySize : undefined);
   const parts: string[] = [];
   switch (outcome) {
