@@ -76,7 +76,7 @@ export const pairingUnanswered: RuleDef = {
     'The phone sent an SMP Pairing Request and the accessory sent nothing back: no Pairing Response, no Pairing Failed. The phone gives up after the 30 s SMP timeout (Core 5.4 Vol 3 Part H 3.4) or disconnects. ' +
     'An accessory that does not want to pair must answer Pairing Failed; silence means its SMP is not running or is blocked: pairing left waiting for an app callback, SMP not built in or not routed, or the Bluetooth RX thread stuck.',
   fixes: [
-    { where: 'firmware', text: 'In Zephyr: if struct bt_conn_auth_cb has pairing_confirm, the app must call bt_conn_auth_pairing_confirm() (or _cancel()) for Just Works, otherwise SMP waits silently; register the callbacks with bt_conn_auth_cb_register() before advertising; CONFIG_BT_SMP=y; do not block in Bluetooth callbacks (the RX thread handles SMP), and check CONFIG_BT_RX_STACK_SIZE.' },
+    { where: 'firmware', text: 'In Zephyr: if struct bt_conn_auth_cb has pairing_confirm, a Just Works pairing the phone started waits silently for the app to consent: call bt_conn_auth_pairing_confirm() (or bt_conn_auth_cancel()); register the callbacks with bt_conn_auth_cb_register() before advertising; CONFIG_BT_SMP=y; do not block in Bluetooth callbacks (the RX thread handles SMP), and check CONFIG_BT_RX_STACK_SIZE.' },
     { where: 'wearable-host', text: 'wearable-host always answers a Pairing Request; if this capture is of wearable-host, report it with the capture and the log.' },
     { where: 'phone', text: 'Nothing to change on the phone; reconnect after the accessory is fixed.' },
   ],
