@@ -27,7 +27,7 @@ import { checkAppleConnectionParameters, formatConnectionParameters, DEFAULT_PER
 import { describeEvent } from './describe.js';
 import { before, wantsSecureConnections, type ConnectionSecurity } from './security.js';
 import { addressText, type ConnectionRecord, type PacketRef, type Timeline } from './timeline.js';
-import { OPTION, RULE_TIMING, bondingFlag, completed, ev, firstAfter, hex, pairingAttempts, seconds, type Evidence } from './rules/common.js';
+import { OPTION, RULE_TIMING, bondingFlag, completed, ev, firstAfter, hex, pairingAttempts, pairingMethod, seconds, type Evidence } from './rules/common.js';
 import { makePairingFailedRule } from './rules/pairing-failed.js';
 import { authenticationUnreachable, legacyPairingUsed, pairingUnanswered, pairingWithoutBonding } from './rules/pairing.js';
 
@@ -381,7 +381,7 @@ const pairingCancelled: RuleDef = {
   title: 'Pairing cancelled on the phone or the prompt timed out',
   severity: 'warning',
   cause:
-    'Pairing started and the phone gave up: it sent Pairing Failed 0x08 Unspecified Reason (what phones send when the user cancels or dismisses the prompt), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
+    'Pairing started and the phone gave up: it sent Pairing Failed 0x08 Unspecified Reason (what phones send when the user cancels or dismisses the prompt; on a Just Works pairing Android sends 0x0C Numeric Comparison Failed for the same Cancel), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
     'On iOS the Just Works pairing needs the user to answer the system "Pair / Cancel" alert.',
   fixes: [
     { where: 'phone', text: 'Pair again and tap "Pair" on the prompt within 30 seconds, with the phone unlocked. If no prompt appears at all, check that the phone does not still hold an old bond (Forget This Device).' },
@@ -389,7 +389,15 @@ const pairingCancelled: RuleDef = {
   sources: ['Core 5.4 Vol 3 Part H 3.4 (SMP timeout 30 s), 3.5.5 (Pairing Failed reasons)', 'REFERENCE.md: Just Works prompt (bluez #650, RxAndroidBle FAQ)'],
   match(ctx) {
     const { sec, conn } = ctx;
-    const phoneFail = sec.pairingFailures.find((f) => f.from === 'phone' && f.pdu.reason === SmpReason.UnspecifiedReason);
+    // 0x08 is what a phone sends when the user cancels; on a Just Works pairing (a consent prompt, no
+    // real passkey or comparison) Android reports the cancel as 0x0C and some stacks as 0x01.
+    const phoneFail = sec.pairingFailures.find((f) => {
+      if (f.from !== 'phone') return false;
+      if (f.pdu.reason === SmpReason.UnspecifiedReason) return true;
+      if (f.pdu.reason !== SmpReason.NumericComparisonFailed && f.pdu.reason !== SmpReason.PasskeyEntryFailed) return false;
+      const a = [...pairingAttempts(sec)].reverse().find((x) => before(x.request, f));
+      return a?.response !== undefined && pairingMethod(a.request.pdu, a.response.pdu) === 'just-works';
+    });
     if (phoneFail) {
       const rsp = [...sec.pairingResponses].reverse().find((r) => before(r, phoneFail));
       const evidence: Evidence[] = [...(rsp ? [ev(rsp)] : []), ev(phoneFail)];

@@ -237,6 +237,9 @@ test('pairing-failed: every reason 0x01-0x0F from either side is named with its 
     'accessory:5': 'pairing-not-accepted',
     'accessory:9': 'pairing-not-accepted',
     'phone:8': 'pairing-cancelled',
+    // On a Just Works pairing there is no passkey or comparison: 0x01/0x0C from the phone is its Cancel (Android sends 0x0C).
+    'phone:1': 'pairing-cancelled',
+    'phone:12': 'pairing-cancelled',
   };
   for (const from of ['phone', 'accessory'] as const) {
     const causes = new Map<string, number>();
@@ -263,6 +266,22 @@ test('pairing-failed 0x08 from the accessory: "requires bonding" only when the p
   assert.match(noBond.cause, /CONFIG_BT_BONDING_REQUIRED=y/);
   const bonding = only(read(failing('accessory', 'accessory', 0x08).btsnoop(), 'accessory btsnoop'), 'pairing-failed', 'bonding');
   assert.doesNotMatch(bonding.cause, /BONDING_REQUIRED/);
+});
+
+test('pairing-failed 0x0C from the phone on a real Numeric Comparison (the accessory claimed DisplayYesNo) names the firmware fix; on Just Works it is a cancelled prompt', () => {
+  for (const c of captureForms((side) => {
+    const s = new Scenario(side);
+    s.connect();
+    s.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    s.smp('accessory', { type: 'pairingResponse', ...ACCESSORY_PAIRING_RESPONSE, ioCapability: 0x01, authReq: 0x0d });
+    s.smp('phone', { type: 'pairingFailed', reason: 0x0c });
+    return { s, marks: 0 };
+  })) {
+    const f = only(read(c.bytes, c.form), 'pairing-failed', c.form);
+    assert.match(f.cause, /the accessory claimed a display it may not have/);
+    assert.ok(f.fixes.some((x) => x.where === 'firmware' && x.text.includes('NoInputNoOutput')));
+  }
+  only(read(failing('accessory', 'phone', 0x0c).btsnoop(), 'accessory btsnoop'), 'pairing-cancelled', 'just works');
 });
 
 test('pairing-failed: a reserved reason code is named as such', () => {
