@@ -309,7 +309,7 @@ function phoneSideUnresolved(ctx: RuleContext): RuleHit[] {
         severity: 'warning',
         tentative: true,
         detail:
-          'The phone distributed its identity in a bonded pairing earlier in this capture, and now the accessory has no key for it. Either the accessory failed to resolve the phone\'s new private address (fix: IRK storage and resolution on the accessory) or it lost the bond (fix: Forget This Device). ' +
+          'The phone distributed its identity in a bonded pairing earlier in this capture, and now the accessory has no key for it. If the phone connects from resolvable private addresses (iPhones and Android phones do), either the accessory failed to resolve the phone\'s new address (fix: IRK storage and resolution on the accessory) or it lost the bond (fix: Forget This Device). ' +
           "A phone capture cannot tell: it does not show the accessory's bond store, its restarts or its LTK reply. The accessory's btsnoop of the same reconnection does.",
       },
     ];
