@@ -177,6 +177,17 @@ test('pairing-unanswered near misses: a late but real answer; an open link only 
   s.wait(5000);
   s.mtu(185);
   assert.deepEqual(rules(read(s.btsnoop(), 'accessory btsnoop')), []);
+  // The link is lost (supervision timeout) 20 ms after the request: no time to answer.
+  for (const c of captureForms((side) => {
+    const lost = new Scenario(side);
+    lost.connect();
+    lost.smp('phone', { type: 'pairingRequest', ...IOS.pairingRequest });
+    lost.wait(20);
+    lost.disconnect(0x08);
+    return { s: lost, marks: 0 };
+  })) {
+    assert.deepEqual(rules(read(c.bytes, c.form)), [], c.form);
+  }
 });
 
 // ---- 4. pairing without bonding ----
@@ -309,6 +320,23 @@ test('authentication-unreachable: encrypted after Just Works, reads still get 0x
     assert.deepEqual(f.evidence.map((e) => e.number), c.marks, c.form);
     assert.match(f.detail ?? '', /still answers 0x05 on handle\(s\) 0x0010 \(2 time\(s\)\).*accessory NoInputNoOutput: Just Works.*no pairing can ever be authenticated/);
     assert.ok(f.fixes.some((x) => x.text.includes('BT_GATT_PERM_READ_ENCRYPT')));
+  }
+});
+
+test('authentication-unreachable on a bonded reconnection whose pairing is not in the capture is a warning', () => {
+  for (const c of captureForms((side) => {
+    const s = new Scenario(side);
+    s.connect();
+    s.startEncryption();
+    s.ltkReply(true);
+    const enc = s.encryptionChange(0);
+    const err = s.protectedRead(0x05);
+    return { s, marks: [enc, err] };
+  })) {
+    const f = only(read(c.bytes, c.form), 'authentication-unreachable', c.form);
+    assert.equal(f.severity, 'warning');
+    assert.deepEqual(f.evidence.map((e) => e.number), c.marks, c.form);
+    assert.match(f.detail ?? '', /association model is unknown/);
   }
 });
 

@@ -92,6 +92,10 @@ export const pairingUnanswered: RuleDef = {
       ctx.wakeAt(last.request.at.time + RULE_TIMING.smpTimeoutMs);
       return [];
     }
+    // A link lost right after the request gave the accessory no time to answer: an SMP answer takes a few
+    // connection events (up to 4 s each), so the accessory gets at least 1 s or six intervals.
+    const interval = conn.params ? conn.params.interval * 1.25 : 50;
+    if (conn.end && idleEnd - last.request.at.time < Math.max(1000, 6 * interval)) return [];
     let i = attempts.length - 1;
     while (i > 0 && !(attempts[i - 1] as typeof last).accessoryAnswered) i--;
     const silent = attempts.slice(i);
@@ -200,7 +204,13 @@ export const authenticationUnreachable: RuleDef = {
       how =
         `IO capabilities phone ${ioCapabilityName(made.request.pdu.ioCapability)}, accessory ${ioCapabilityName(accIo)}: ${PAIRING_METHOD_TEXT['just-works']}` +
         (accIo === 0x03 ? '; with a NoInputNoOutput accessory no pairing can ever be authenticated.' : '.');
-    } else how = 'The pairing that made the key is not in this capture; a displayless accessory can only have an unauthenticated key.';
-    return [{ evidence, detail: `The link is encrypted and the accessory still answers 0x05 on handle(s) ${handles.join(', ')} (${after.length} time(s)). ${how}` }];
+    } else how = 'The pairing that made the key is not in this capture, so its association model is unknown; a displayless accessory can only have an unauthenticated key.';
+    return [
+      {
+        evidence,
+        detail: `The link is encrypted and the accessory still answers 0x05 on handle(s) ${handles.join(', ')} (${after.length} time(s)). ${how}`,
+        ...(made?.response ? {} : { severity: 'warning' as const }),
+      },
+    ];
   },
 };
