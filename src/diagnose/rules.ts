@@ -565,14 +565,14 @@ const keySizeTooShort: RuleDef = {
     const { sec } = ctx;
     const hits: RuleHit[] = [];
     for (const a of pairingAttempts(sec)) {
-      if (a.keySize === undefined || a.keySize >= 16 || a.failure || !a.response) continue;
-      const evidence: Evidence[] = [ev(a.request), ev(a.response)];
-      if (a.encrypted) evidence.push(ev(a.encrypted));
+      // Accepted means used: the link was encrypted with the short key (an accessory that refuses fails the pairing instead).
+      if (a.keySize === undefined || a.keySize >= 16 || a.failure || !a.response || !a.encrypted) continue;
+      const evidence: Evidence[] = [ev(a.request), ev(a.response), ev(a.encrypted)];
       const reported = sec.keySizes.find((k) => a.response && before(a.response, k));
       hits.push({
         evidence,
         detail:
-          `Negotiated key size ${a.keySize} bytes: min(${a.request.pdu.maxKeySize} from the phone, ${a.response.pdu.maxKeySize} from the accessory)${a.encrypted ? ', and the link was encrypted with it' : ''}.` +
+          `Negotiated key size ${a.keySize} bytes: min(${a.request.pdu.maxKeySize} from the phone, ${a.response.pdu.maxKeySize} from the accessory), and the link was encrypted with it.` +
           (reported && reported.keySize !== a.keySize ? ` The controller reports ${reported.keySize}; the negotiation is what counts.` : ''),
       });
     }
