@@ -105,6 +105,14 @@ test('key-size-too-short: the negotiated size is min(request, response) even whe
   }
 });
 
+test('key-size-too-short: a controller that reports 16 does not hide a 7-byte negotiation', () => {
+  const s = new Scenario('accessory');
+  s.connect();
+  s.pair({ request: { ...IOS.pairingRequest, maxKeySize: 7 }, keySize: 16 });
+  const f = only(read(s.btsnoop(), 'accessory btsnoop'), 'key-size-too-short', 'accessory');
+  assert.match(f.detail ?? '', /min\(7 from the phone, 16 from the accessory\).*The controller reports 16; the negotiation is what counts/);
+});
+
 test('key-size-too-short near misses: 16/16 with an Unknown HCI Command for Read Encryption Key Size; a short request the accessory refused with 0x06', () => {
   for (const c of captureForms((side) => {
     const s = new Scenario(side);
@@ -272,11 +280,16 @@ test('pairing-failed: every reason 0x01-0x0F from either side is named with its 
   }
 });
 
-test('pairing-failed 0x08 from the accessory: "requires bonding" only when the phone asked for No Bonding (Zephyr CONFIG_BT_BONDING_REQUIRED)', () => {
-  const noBond = only(read(failing('accessory', 'accessory', 0x08, { ...IOS.pairingRequest, authReq: 0x0c }).btsnoop(), 'accessory btsnoop'), 'pairing-failed', 'no bonding');
-  assert.match(noBond.cause, /CONFIG_BT_BONDING_REQUIRED=y/);
-  const bonding = only(read(failing('accessory', 'accessory', 0x08).btsnoop(), 'accessory btsnoop'), 'pairing-failed', 'bonding');
-  assert.doesNotMatch(bonding.cause, /BONDING_REQUIRED/);
+test('pairing-failed 0x08 from the accessory: "requires bonding" only when the phone asked for No Bonding (Zephyr CONFIG_BT_BONDING_REQUIRED), in all three captures', () => {
+  for (const c of captureForms((side) => ({ s: failing(side, 'accessory', 0x08, { ...IOS.pairingRequest, authReq: 0x0c }), marks: 0 }))) {
+    const noBond = only(read(c.bytes, c.form), 'pairing-failed', `no bonding ${c.form}`);
+    assert.match(noBond.cause, /CONFIG_BT_BONDING_REQUIRED=y/);
+    if (c.side === 'phone') assert.match(noBond.detail ?? '', /Seen from the phone/);
+  }
+  for (const c of captureForms((side) => ({ s: failing(side, 'accessory', 0x08), marks: 0 }))) {
+    const bonding = only(read(c.bytes, c.form), 'pairing-failed', `bonding ${c.form}`);
+    assert.doesNotMatch(bonding.cause, /BONDING_REQUIRED/);
+  }
 });
 
 test('pairing-failed 0x0C from the phone on a real Numeric Comparison (the accessory claimed DisplayYesNo) names the firmware fix; on Just Works it is a cancelled prompt', () => {
