@@ -1,5 +1,5 @@
 /**
- * `wearable-host diagnose FILE [--json] [--format btsnoop|pklg|json] [--lenient]`: why did the phone
+ * `wearable-host diagnose FILE [FILE2] [--json] [--format btsnoop|pklg|json] [--lenient]`: why did the phone
  * not pair? Reads a capture (our btsnoop, Android's btsnoop_hci.log, Apple PacketLogger .pklg, or
  * wearable-host's JSON debug log), and prints every connection with what happened to security and
  * the findings, with evidence, likely cause and fix.
@@ -12,6 +12,7 @@ import { CaptureFormatError, type CaptureFormat } from '../diagnose/capture.js';
 import { CAPTURE_FORMATS, readCaptureFile } from '../diagnose/formats/index.js';
 import { buildTimeline } from '../diagnose/timeline.js';
 import { diagnose, renderReport, reportToJson } from '../diagnose/diagnose.js';
+import { runCompare } from './diagnose-compare.js';
 
 /** Exit code for an unreadable or malformed capture. */
 export const EXIT_UNREADABLE = 2;
@@ -51,13 +52,18 @@ export async function runDiagnose(file: string, opts: DiagnoseCommandOptions, io
 export function registerDiagnoseCommand(program: Command, io?: DiagnoseIo): Command {
   return program
     .command('diagnose')
-    .description('explain why a phone did not pair, from a capture file (btsnoop, Apple PacketLogger .pklg, or wearable-host JSON log)')
-    .argument('<file>', 'capture file')
+    .description('explain why a phone did not pair, from a capture file (btsnoop, Apple PacketLogger .pklg, or wearable-host JSON log); with two files, compare the sessions phase by phase and say where they diverge')
+    .argument('<files...>', 'capture file, or two capture files to compare (e.g. the iPhone\'s .pklg and the Android btsnoop_hci.log)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--format <format>', 'capture format (default: detected)').choices(CAPTURE_FORMATS))
     .option('--lenient', 'diagnose the packets before a cut-short last record instead of failing')
-    .action(async (file: string, opts: DiagnoseCommandOptions) => {
-      const code = await runDiagnose(file, opts, io);
+    .action(async (files: string[], opts: DiagnoseCommandOptions) => {
+      if (files.length > 2) {
+        (io ?? process).stderr.write(`wearable-host diagnose: give one capture file, or two to compare (got ${files.length})\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const code = files.length === 2 ? await runCompare(files[0] as string, files[1] as string, opts, io ?? process) : await runDiagnose(files[0] as string, opts, io);
       if (code !== 0) process.exitCode = code;
     });
 }

@@ -25,7 +25,7 @@ function packageVersion(): string {
 }
 
 /** Main-command options a --sim run reads; any other one given with --sim is refused as ignored. */
-const SIM_RUN_OPTIONS: ReadonlySet<string> = new Set(['sim', 'profile', 'scenario', 'seed', 'btsnoop', 'logLevel']);
+const SIM_RUN_OPTIONS: ReadonlySet<string> = new Set(['sim', 'profile', 'scenario', 'seed', 'btsnoop', 'logLevel', 'controller']);
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -100,6 +100,8 @@ export function describeEvent(e: TimelineEvent): string {
         : `LE Connection Update Complete: failed, ${hciStatusName(e.status)}`;
     case 'serviceChanged':
       return `ATT Handle Value Indication of Service Changed (handle ${hex(e.attHandle, 4)}${e.guessed ? ', guessed: a handle range indicated before the phone asked anything' : ''}, range ${hex(e.startHandle, 4)}-${hex(e.endHandle, 4)})${by(e.from)}`;
+    case 'hostReset':
+      return 'HCI Reset: the capturing host (re)started';
     case 'resolvingListAdd':
       return `LE Add Device To Resolving List: ${e.identity.address} (${e.identity.type}) with its IRK`;
     case 'commandFailed':

@@ -142,14 +142,14 @@ export function evaluateConnection(timeline: Timeline, conn: ConnectionRecord, o
       const first = h.evidence[0];
       found.push({
         rule: rule.id,
-        title: rule.title,
+        title: h.title ?? rule.title,
         severity: h.severity ?? rule.severity,
         connection: conn.id,
         key: h.key ?? (first ? String(first.at.number) : '-'),
         evidence: h.evidence.map((e) => toEvidence(timeline, e.at, e.what)),
-        cause: rule.cause,
+        cause: h.cause ?? rule.cause,
         ...(h.detail !== undefined ? { detail: h.detail } : {}),
-        fixes: rule.fixes,
+        fixes: h.fixes ?? rule.fixes,
         sources: rule.sources,
       });
     }
@@ -161,7 +161,8 @@ export function evaluateConnection(timeline: Timeline, conn: ConnectionRecord, o
 export function connectionReport(timeline: Timeline, conn: ConnectionRecord, findings: readonly Finding[]): ConnectionReport {
   const sec = securityOf(conn);
   const capturedOn = conn.localRole === 'peripheral' ? 'accessory' : conn.localRole === 'central' ? 'phone' : 'unknown';
-  const keySize = sec.keySizes.length ? sec.keySizes[sec.keySizes.length - 1]?.keySize : undefined;
+  // The negotiated size when this connection paired (Core 5.4 Vol 3 Part H 2.3.4), else what the controller reported.
+  const keySize = sec.negotiatedKeySize ?? (sec.keySizes.length ? sec.keySizes[sec.keySizes.length - 1]?.keySize : undefined);
   const phone = guessPhone(conn);
   const p = conn.peer;
   return {

@@ -4,6 +4,7 @@
  *
  *   readCaptureFile(path) -> Capture -> buildTimeline(capture.packets) -> diagnose(timeline) -> Report
  *   renderReport(report) / reportToJson(report)
+ *   compareSessions({ timeline, report }, { timeline, report }) -> SessionComparison (two captures, phase by phase)
  *   new LiveDiagnoser({ clock }) .feed(direction, h4) -> 'finding' events
  */
 export { CaptureFormatError, type Capture, type CaptureFormat, type CapturedPacket, type HciDirection } from './capture.js';
@@ -13,3 +14,4 @@ export { diagnose, evaluateConnection, renderReport, reportToJson, type Report, 
 export { RULES, RULE_TIMING, OPTION, ruleById, type RuleDef, type RuleHit, type RuleContext, type Severity, type Fix } from './rules.js';
 export { LiveDiagnoser, type LiveDiagnoserOptions } from './live.js';
 export { guessPhone, type PhoneGuess } from './fingerprint.js';
+export { compareSessions, summarizeSession, renderComparison, COMPARE_PHASES, type SessionComparison, type SessionSummary, type PhaseComparison, type PhaseView, type ComparePhase, type Divergence } from './compare.js';

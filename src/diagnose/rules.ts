@@ -1,6 +1,9 @@
 /**
- * THE diagnosis rules, in one place: each is data (id, title, severity, likely cause, fixes, sources)
- * plus one predicate over a connection's timeline. Adding a rule is adding one entry to {@link RULES}.
+ * THE diagnosis rules: each is data (id, title, severity, likely cause, fixes, sources) plus one
+ * predicate over a connection's timeline. Adding a rule is adding one entry to {@link RULES}. The
+ * rules about what a pairing negotiated live in rules/pairing.ts, the table of Pairing Failed
+ * reasons in rules/pairing-failed.ts, shared helpers in rules/common.ts; docs/diagnosis.md says
+ * what each rule relies on.
  *
  * Terms: "the phone" is the central, "the accessory" the peripheral, whichever of them the capture
  * was taken on (see timeline.ts). Sources are those of /work/shared/REFERENCE.md:
@@ -23,7 +26,12 @@ import { SmpReason, smpReasonName } from '../smp/pdu.js';
 import { checkAppleConnectionParameters, formatConnectionParameters, DEFAULT_PERIPHERAL_PARAMETERS } from '../l2cap/conn-params.js';
 import { describeEvent } from './describe.js';
 import { before, wantsSecureConnections, type ConnectionSecurity } from './security.js';
-import { addressText, type ConnectionRecord, type PacketRef, type Timeline, type TimelineEvent } from './timeline.js';
+import { addressText, type ConnectionRecord, type PacketRef, type Timeline } from './timeline.js';
+import { OPTION, RULE_TIMING, bondingFlag, completed, ev, firstAfter, hex, pairingAttempts, pairingMethod, seconds, type Evidence } from './rules/common.js';
+import { makePairingFailedRule } from './rules/pairing-failed.js';
+import { authenticationUnreachable, legacyPairingUsed, pairingUnanswered, pairingWithoutBonding } from './rules/pairing.js';
+
+export { OPTION, RULE_TIMING, type Evidence } from './rules/common.js';
 
 export type Severity = 'error' | 'warning' | 'hint';
 /** Where the fix is made. */
@@ -32,12 +40,6 @@ export type FixTarget = 'phone' | 'firmware' | 'wearable-host';
 export interface Fix {
   readonly where: FixTarget;
   readonly text: string;
-}
-
-/** One piece of evidence: a packet and what it shows. */
-export interface Evidence {
-  readonly at: PacketRef;
-  readonly what: string;
 }
 
 /** What a predicate returns when its rule fires. */
@@ -54,6 +56,12 @@ export interface RuleHit {
    * the user sees both readings.
    */
   readonly tentative?: boolean;
+  /** Overrides the rule's title for this case (a rule keyed by a code, such as the Pairing Failed reason). */
+  readonly title?: string;
+  /** Overrides the rule's general cause for this case. */
+  readonly cause?: string;
+  /** Overrides the rule's fixes for this case. */
+  readonly fixes?: readonly Fix[];
 }
 
 /** Everything a predicate may read. */
@@ -86,42 +94,10 @@ export interface RuleDef {
   readonly match: (ctx: RuleContext) => readonly RuleHit[];
 }
 
-/** Tunables the predicates use. */
-export const RULE_TIMING = {
-  /** How long after a Security Request the phone may take to start pairing or encryption before it counts as ignored. */
-  securityRequestWaitMs: 10_000,
-  /** The SMP timeout: a pairing procedure idle this long is dead. Core 5.4 Vol 3 Part H 3.4. */
-  smpTimeoutMs: 30_000,
-  /** A Security Request this close to the phone starting encryption counts as colliding with it. */
-  collisionWindowMs: 1_000,
-} as const;
-
-/** The wearable-host options the fixes name (issue 5's SMP policy). One place, so a rename is one change. */
-export const OPTION = {
-  securityRequest: '--security-request',
-  rePairing: '--repair',
-  pairingWindow: '--pairing-window',
-  bonds: '--bonds',
-} as const;
+/** HCI 0x3D Connection Terminated due to MIC Failure. Core 5.4 Vol 1 Part F 2.61. */
+const MIC_FAILURE = 0x3d;
 
 const FORGET_ON_PHONE = 'iPhone: Settings > Bluetooth > (i) next to the accessory > Forget This Device; Android: Settings > Connected devices > the accessory > Forget/Unpair. Then connect again and accept the pairing prompt.';
-
-function ev(e: TimelineEvent, what?: string): Evidence {
-  return { at: e.at, what: what ?? describeEvent(e) };
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-}
-
-function hex(v: number): string {
-  return `0x${v.toString(16).padStart(2, '0')}`;
-}
-
-/** The first event of `events` after `ref`, if any. */
-function firstAfter<E extends TimelineEvent>(events: readonly E[], ref: { at: PacketRef }): E | undefined {
-  return events.find((e) => before(ref, e));
-}
 
 /** Evidence that the accessory held a bond for this connection's peer before `ref` (or the connection), if the capture shows one. */
 export function bondEvidence(ctx: RuleContext, ref?: { at: PacketRef }): Evidence | undefined {
@@ -172,8 +148,10 @@ const securityRequestIgnored: RuleDef = {
         before(sr, e) &&
         ((e.kind === 'smp' && e.from === 'phone') || e.kind === 'ltkRequest' || e.kind === 'startEncryption' || (e.kind === 'encryptionChange' && e.enabled)),
     );
-    // The phone was securing the link on its own (before or after the request): not this rule.
+    // The phone was securing the link on its own (before or after the request; a Pairing Request
+    // that crossed the Security Request on air comes just before it): not this rule.
     if (answered || sec.encryptedAt || sec.ltkRequests.length > 0 || sec.startEncryptions.length > 0) return [];
+    if (sec.pairingRequests.some((p) => p.from === 'phone')) return [];
     if (sec.attSecurityErrors.length > 0) return [];
     const endTime = conn.end?.time ?? ctx.now;
     const waited = endTime - sr.at.time;
@@ -248,6 +226,7 @@ const rpaNotResolved: RuleDef = {
     'Phones rotate their address (about every 15 minutes); an accessory must resolve it against the IRKs of its bonds on every connection (ADG 40.8), else a bonded phone looks like a stale bond.',
   fixes: [
     { where: 'wearable-host', text: `Check that the bond kept the phone's IRK (\`wearable-host bonds list\` shows it) and that address resolution runs on every connection; if the controller's resolving list is used, that the bond is loaded into it. Report a wearable-host bug with this capture if both are true.` },
+    { where: 'firmware', text: 'Store the peer IRK with the bond and resolve with it: in Zephyr keep CONFIG_BT_SETTINGS=y with settings_load() at boot (bonds and IRKs persist), CONFIG_BT_PRIVACY / the controller resolving list (CONFIG_BT_CTLR_PRIVACY) sized for every bond (CONFIG_BT_MAX_PAIRED), and do not call bt_unpair() on disconnection. "Forget This Device" on the phone does not fix this.' },
     { where: 'phone', text: `As a workaround only: ${FORGET_ON_PHONE}` },
   ],
   sources: ['Apple ADG 2022 sec. 40.8', 'google/bumble #124', 'zephyr #23226', 'Core 5.4 Vol 3 Part H 2.2.2 (ah), Vol 6 Part B 1.3.2.3'],
@@ -256,9 +235,11 @@ const rpaNotResolved: RuleDef = {
   match(ctx) {
     const { conn, sec } = ctx;
     const peer = conn.peer;
+    if (conn.localRole === 'central') return phoneSideUnresolved(ctx);
     if (!peer?.isRpa || (peer.identitySource !== 'trace-irk' && peer.identitySource !== 'resolver') || !peer.identity) return [];
     const neg = sec.ltkReplies.find((r) => !r.positive);
-    const insuffAuth = sec.attSecurityErrors.find((e) => e.pdu.errorCode === 0x05);
+    // 0x05 on a link already encrypted is about the key's strength, not a missing key.
+    const insuffAuth = sec.attSecurityErrors.find((e) => e.pdu.errorCode === 0x05 && (!sec.encryptedAt || before(e, sec.encryptedAt)));
     const treatedAsNew = neg ?? insuffAuth;
     if (!treatedAsNew) return [];
     const evidence: Evidence[] = [];
@@ -278,6 +259,22 @@ const rpaNotResolved: RuleDef = {
     // which looks the same on the wire. The host's own bond store, or the IRK it loaded into the
     // controller's resolving list, is proof that it should have resolved the address.
     if (peer.identitySource === 'trace-irk' && peer.irkVia !== 'resolving-list') {
+      // The IRK came with a bonded pairing in this capture and the accessory's host did not restart
+      // (no HCI Reset) since: it still holds that bond unless it deleted it on purpose, so the new
+      // address went unresolved. With a restart in between a lost bond is just as likely.
+      const irkAt = peer.irkSeenAt;
+      const pairedIn = irkAt ? ctx.earlier.find((e) => e.conn.events.some((x) => x.at.number === irkAt.number)) : undefined;
+      const bonded = pairedIn ? pairingAttempts(pairedIn.sec).some((a) => completed(a) && bondingFlag(a.request.pdu.authReq) && bondingFlag(a.response.pdu.authReq)) : false;
+      const reset = irkAt ? ctx.timeline.events.find((x) => x.kind === 'hostReset' && before({ at: irkAt }, x) && (!conn.start || before(x, conn.start))) : undefined;
+      if (conn.localRole === 'peripheral' && bonded && !reset && ctx.timeline.events.length > 0) {
+        return [
+          {
+            evidence,
+            detail: `${detail} The IRK came with a bonded pairing on connection ${pairedIn?.conn.id}, and the accessory's host did not restart since (no HCI Reset in between): it failed to resolve the phone's new address, the bond was not lost.`,
+          },
+        ];
+      }
+      if (reset) evidence.splice(1, 0, ev(reset, `${describeEvent(reset)} between the pairing and this connection`));
       return [
         {
           evidence,
@@ -290,6 +287,35 @@ const rpaNotResolved: RuleDef = {
     return [{ evidence, detail }];
   },
 };
+
+/**
+ * rpa-not-resolved seen from the phone: it gave the accessory its IRK in a bonded pairing earlier in
+ * the capture, and now its stored key is refused (0x06). The phone cannot see the accessory's bond
+ * store, its restarts or the phone's own on-air address: both readings stay open (tentative).
+ */
+function phoneSideUnresolved(ctx: RuleContext): RuleHit[] {
+  const keyMissing = ctx.sec.encryptionChanges.find((e) => e.status === 0x06);
+  if (!keyMissing) return [];
+  for (let i = ctx.earlier.length - 1; i >= 0; i--) {
+    const e = ctx.earlier[i];
+    if (!e) continue;
+    const bondedPairing = pairingAttempts(e.sec).find((a) => completed(a) && bondingFlag(a.request.pdu.authReq) && bondingFlag(a.response.pdu.authReq));
+    const irk = e.sec.smp.find((x) => x.from === 'phone' && x.pdu.type === 'identityInformation');
+    if (!bondedPairing || !irk) continue;
+    const start = ctx.sec.startEncryptions.find((s) => before(s, keyMissing));
+    return [
+      {
+        evidence: [ev(irk, `${describeEvent(irk)}: the phone gave the accessory its IRK (connection ${e.conn.id}, bonded)`), ...(start ? [ev(start)] : []), ev(keyMissing)],
+        severity: 'warning',
+        tentative: true,
+        detail:
+          'The phone distributed its identity in a bonded pairing earlier in this capture, and now the accessory has no key for it. If the phone connects from resolvable private addresses (iPhones and Android phones do), either the accessory failed to resolve the phone\'s new address (fix: IRK storage and resolution on the accessory) or it lost the bond (fix: Forget This Device). ' +
+          "A phone capture cannot tell: it does not show the accessory's bond store, its restarts or its LTK reply. The accessory's btsnoop of the same reconnection does.",
+      },
+    ];
+  }
+  return [];
+}
 
 /** 4. Re-pairing from a phone that forgot the accessory is refused because the accessory still holds the old bond. */
 const rePairingRefused: RuleDef = {
@@ -355,7 +381,7 @@ const pairingCancelled: RuleDef = {
   title: 'Pairing cancelled on the phone or the prompt timed out',
   severity: 'warning',
   cause:
-    'Pairing started and the phone gave up: it sent Pairing Failed (0x08 Unspecified Reason when the user cancels or dismisses the prompt; 0x01 or 0x0C when passkey entry or the comparison is refused), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
+    'Pairing started and the phone gave up: it sent Pairing Failed 0x08 Unspecified Reason (what phones send when the user cancels or dismisses the prompt; on a Just Works pairing Android sends 0x0C Numeric Comparison Failed for the same Cancel), or it stopped answering and the 30 s SMP timeout ended the procedure. ' +
     'On iOS the Just Works pairing needs the user to answer the system "Pair / Cancel" alert.',
   fixes: [
     { where: 'phone', text: 'Pair again and tap "Pair" on the prompt within 30 seconds, with the phone unlocked. If no prompt appears at all, check that the phone does not still hold an old bond (Forget This Device).' },
@@ -363,8 +389,15 @@ const pairingCancelled: RuleDef = {
   sources: ['Core 5.4 Vol 3 Part H 3.4 (SMP timeout 30 s), 3.5.5 (Pairing Failed reasons)', 'REFERENCE.md: Just Works prompt (bluez #650, RxAndroidBle FAQ)'],
   match(ctx) {
     const { sec, conn } = ctx;
-    const userReasons: ReadonlySet<number> = new Set([SmpReason.UnspecifiedReason, SmpReason.PasskeyEntryFailed, SmpReason.NumericComparisonFailed]);
-    const phoneFail = sec.pairingFailures.find((f) => f.from === 'phone' && userReasons.has(f.pdu.reason));
+    // 0x08 is what a phone sends when the user cancels; on a Just Works pairing (a consent prompt, no
+    // real passkey or comparison) Android reports the cancel as 0x0C and some stacks as 0x01.
+    const phoneFail = sec.pairingFailures.find((f) => {
+      if (f.from !== 'phone') return false;
+      if (f.pdu.reason === SmpReason.UnspecifiedReason) return true;
+      if (f.pdu.reason !== SmpReason.NumericComparisonFailed && f.pdu.reason !== SmpReason.PasskeyEntryFailed) return false;
+      const a = [...pairingAttempts(sec)].reverse().find((x) => before(x.request, f));
+      return a?.response !== undefined && pairingMethod(a.request.pdu, a.response.pdu) === 'just-works';
+    });
     if (phoneFail) {
       const rsp = [...sec.pairingResponses].reverse().find((r) => before(r, phoneFail));
       const evidence: Evidence[] = [...(rsp ? [ev(rsp)] : []), ev(phoneFail)];
@@ -445,8 +478,9 @@ const securityRequestCollision: RuleDef = {
       const phoneFail = sec.pairingFailures.find((f) => f.from === 'phone' && before(sr, f) && f.at.time - sr.at.time <= window);
       const loopHint = phoneFail?.pdu.reason === SmpReason.BrEdrPairingInProgress;
       if (!start && !loopHint) continue;
-      const encFail = sec.encryptionChanges.find((e) => !e.enabled && before(sr, e));
-      const down = sec.disconnection && (!sec.encryptedAt || before(sec.disconnection, sec.encryptedAt)) ? sec.disconnection : undefined;
+      // A MIC failure (0x3D) means the two sides used different keys (key-mismatch); on its own it is no sign of a collision.
+      const encFail = sec.encryptionChanges.find((e) => !e.enabled && before(sr, e) && e.status !== MIC_FAILURE);
+      const down = sec.disconnection && sec.disconnection.reason !== MIC_FAILURE && (!sec.encryptedAt || before(sec.disconnection, sec.encryptedAt)) ? sec.disconnection : undefined;
       const trouble = phoneFail ?? encFail ?? (conn.end && !sec.encryptedAt ? down : undefined);
       if (!trouble) continue;
       const evidence: Evidence[] = [...(start ? [ev(start)] : []), ev(sr), ev(trouble)];
@@ -513,29 +547,41 @@ const connectionParametersNotApple: RuleDef = {
   },
 };
 
-/** 11. An encryption key shorter than 16 bytes. */
+/** 11. An encryption key shorter than 16 bytes was accepted. */
 const keySizeTooShort: RuleDef = {
   id: 'key-size-too-short',
-  title: 'Encryption key too short',
+  title: 'A short encryption key was accepted',
   severity: 'error',
   cause:
-    'The encryption key is (or would be) shorter than 16 bytes. wearable-host requires 16-byte keys by default (short keys are what the KNOB attack forces), so it fails pairing with 0x06 Encryption Key Size or drops the link.',
+    'The link uses a key shorter than 16 bytes. The key size is what the pairing negotiated: the smaller of the Maximum Encryption Key Size fields of the Pairing Request and Response (Core 5.4 Vol 3 Part H 2.3.4), and the accessory accepted it instead of failing with 0x06. ' +
+    "Short keys are what the KNOB attack forces. The controller's Read Encryption Key Size is not needed (upstream Zephyr's hci_uart does not even implement it: Unknown HCI Command).",
   fixes: [
+    { where: 'firmware', text: 'Require 16-byte keys: Zephyr CONFIG_BT_SMP_MIN_ENC_KEY_SIZE=16 (pairing with a smaller maximum then fails with 0x06), and offer 16 in the Pairing Response.' },
+    { where: 'wearable-host', text: `${OPTION.minKeySize} 16 (the default); lower it only for a known central that cannot do better, accepting the weaker key.` },
     { where: 'phone', text: 'Use a central that offers a 16-byte maximum key size (all current phones do); a test tool may have lowered it.' },
-    { where: 'wearable-host', text: 'Keep the 16-byte minimum; lower it only for a known central that cannot do better, accepting the weaker key.' },
   ],
-  sources: ['REFERENCE.md: Security notes (KNOB)', 'Core 5.4 Vol 3 Part H 2.3.4 (encryption key size), 3.5.5'],
+  sources: ['Core 5.4 Vol 3 Part H 2.3.4 (encryption key size), 3.5.1', 'KNOB attack (CVE-2019-9506)', 'Zephyr Kconfig BT_SMP_MIN_ENC_KEY_SIZE'],
   match(ctx) {
     const { sec } = ctx;
+    const hits: RuleHit[] = [];
+    for (const a of pairingAttempts(sec)) {
+      // Accepted means used: the link was encrypted with the short key (an accessory that refuses fails the pairing instead).
+      if (a.keySize === undefined || a.keySize >= 16 || a.failure || !a.response || !a.encrypted) continue;
+      const evidence: Evidence[] = [ev(a.request), ev(a.response), ev(a.encrypted)];
+      const reported = sec.keySizes.find((k) => a.response && before(a.response, k));
+      hits.push({
+        evidence,
+        detail:
+          `Negotiated key size ${a.keySize} bytes: min(${a.request.pdu.maxKeySize} from the phone, ${a.response.pdu.maxKeySize} from the accessory), and the link was encrypted with it.` +
+          (reported && reported.keySize !== a.keySize ? ` The controller reports ${reported.keySize}; the negotiation is what counts.` : ''),
+      });
+    }
+    if (hits.length || sec.pairingResponses.length) return hits;
+    // No pairing in this capture (a reconnection): a controller report, when it has one, is the only figure.
     const short = sec.keySizes.find((k) => k.keySize < 16);
     if (short) {
       const e = ctx.conn.events.find((x) => x.at.number === short.at.number && (x.kind === 'keySize' || x.kind === 'encryptionChange'));
-      return [{ evidence: [e ? ev(e) : { at: short.at, what: `key size ${short.keySize}` }], detail: `The negotiated key is ${short.keySize} bytes.` }];
-    }
-    const fail = sec.pairingFailures.find((f) => f.pdu.reason === SmpReason.EncryptionKeySize);
-    if (fail) {
-      const req = [...sec.pairingRequests, ...sec.pairingResponses].filter((p) => before(p, fail) && p.pdu.maxKeySize < 16);
-      return [{ evidence: [...req.map((r) => ev(r)), ev(fail)] }];
+      return [{ evidence: [e ? ev(e) : { at: short.at, what: `key size ${short.keySize}` }], detail: `The controller reports a key of ${short.keySize} bytes; the pairing that made it is not in this capture.` }];
     }
     return [];
   },
@@ -567,13 +613,19 @@ export const RULES: readonly RuleDef[] = [
   rpaNotResolved,
   rePairingRefused,
   legacyPairingRefused,
+  pairingUnanswered,
+  legacyPairingUsed,
+  keySizeTooShort,
+  pairingWithoutBonding,
+  authenticationUnreachable,
   pairingCancelled,
   keyMismatch,
   securityRequestCollision,
   serviceChangedBeforeEncryption,
   connectionParametersNotApple,
-  keySizeTooShort,
   pairingNotAccepted,
+  // Last: names every Pairing Failed the rules above do not explain.
+  makePairingFailedRule([rePairingRefused, legacyPairingRefused, pairingCancelled, pairingNotAccepted, securityRequestCollision]),
 ];
 
 /** A rule by id. */

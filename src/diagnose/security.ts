@@ -37,7 +37,13 @@ export interface ConnectionSecurity {
   readonly encryptionChanges: TimelineEventOf<'encryptionChange'>[];
   /** First successful encryption. */
   readonly encryptedAt: TimelineEventOf<'encryptionChange'> | undefined;
-  /** Key sizes reported (Read Encryption Key Size, Encryption Change v2). */
+  /**
+   * The key size the last pairing on this connection negotiated, when the link was then encrypted:
+   * the smaller of the Maximum Encryption Key Size fields of its Pairing Request and Response.
+   * Core 5.4 Vol 3 Part H 2.3.4.
+   */
+  readonly negotiatedKeySize: number | undefined;
+  /** Key sizes reported by the controller (Read Encryption Key Size, Encryption Change v2). */
   readonly keySizes: { at: PacketRef; keySize: number }[];
   /** ATT Error Responses with a security error code, from the accessory. */
   readonly attSecurityErrors: (TimelineEventOf<'att'> & { pdu: { type: 'errorResponse'; errorCode: number; handle: number; requestOpcode: number } })[];
@@ -104,7 +110,11 @@ export function analyzeSecurity(conn: ConnectionRecord): ConnectionSecurity {
   else if (ltkRequests.length > 0 || startEncryptions.length > 0 || encryptionChanges.some((e) => e.status !== 0)) outcome = 'encryption-failed';
   else outcome = 'not-secured';
 
-  const keySize = keySizes.length ? keySizes[keySizes.length - 1]?.keySize : undefined;
+  const lastResponse = pairingResponses[pairingResponses.length - 1];
+  const lastRequest = lastResponse ? [...pairingRequests].reverse().find((r) => before(r, lastResponse)) : undefined;
+  // Only a pairing that went on to encrypt the link has a key size worth reporting.
+  const negotiatedKeySize = lastResponse && lastRequest && encryptionChanges.some((e) => e.enabled && before(lastResponse, e)) ? Math.min(lastRequest.pdu.maxKeySize, lastResponse.pdu.maxKeySize) : undefined;
+  const keySize = negotiatedKeySize ?? (keySizes.length ? keySizes[keySizes.length - 1]?.keySize : undefined);
   const parts: string[] = [];
   switch (outcome) {
     case 'paired': {
@@ -159,6 +169,7 @@ export function analyzeSecurity(conn: ConnectionRecord): ConnectionSecurity {
     startEncryptions,
     encryptionChanges,
     encryptedAt,
+    negotiatedKeySize,
     keySizes,
     attSecurityErrors,
     phoneRequests,

@@ -150,6 +150,8 @@ export type TimelineEvent =
    * handle range indicated before the phone's first request). Core 5.4 Vol 3 Part G 7.1.
    */
   | (Sent & { kind: 'serviceChanged'; attHandle: number; guessed: boolean; startHandle: number; endHandle: number })
+  /** HCI Reset sent by the capturing host: it (re)started, and whatever it kept only in memory is gone. Core 5.4 Vol 4 Part E 7.3.2. */
+  | (Base & { kind: 'hostReset' })
   /** LE Add Device To Resolving List: the capturing host holds this peer IRK. Core 5.4 Vol 4 Part E 7.8.38. */
   | (Base & { kind: 'resolvingListAdd'; identity: Address })
   /** A command the controller refused (Command Complete/Status with an error) that matters here. */
@@ -508,6 +510,9 @@ export class TimelineBuilder {
         });
         return;
       }
+      case 'Reset':
+        this.add({ kind: 'hostReset', at });
+        return;
       case 'LeAddDeviceToResolvingList': {
         const p = d.params as { peerIdentityAddressType: number; peerIdentityAddress: string; peerIrk: Uint8Array };
         const identity: Address = { type: addressTypeFromByte(p.peerIdentityAddressType), address: p.peerIdentityAddress };

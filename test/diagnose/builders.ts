@@ -247,31 +247,68 @@ export class Scenario {
    * A complete LESC Just Works pairing from the phone's Pairing Request to key distribution,
    * including encryption. Returns the packet numbers of the landmarks.
    */
-  pair(opts: { request?: PairingFeatures; phoneIdentity?: Address; phoneIrk?: Uint8Array; keySize?: number } = {}): { request: number; response: number; encrypted: number } {
-    const request = this.smp('phone', { type: 'pairingRequest', ...(opts.request ?? IOS_PAIRING_REQUEST) });
-    const response = this.smp('accessory', { type: 'pairingResponse', ...ACCESSORY_PAIRING_RESPONSE });
-    this.smp('phone', { type: 'pairingPublicKey', publicKey: bytes(64, 0x01) }, 27);
-    this.smp('accessory', { type: 'pairingPublicKey', publicKey: bytes(64, 0x02) }, 27);
-    this.smp('accessory', { type: 'pairingConfirm', confirm: bytes(16, 0x03) });
-    this.smp('phone', { type: 'pairingRandom', random: bytes(16, 0x04) });
-    this.smp('accessory', { type: 'pairingRandom', random: bytes(16, 0x05) });
-    this.wait(2000); // the user taps Pair
-    this.smp('phone', { type: 'pairingDhKeyCheck', check: bytes(16, 0x06) });
-    this.smp('accessory', { type: 'pairingDhKeyCheck', check: bytes(16, 0x07) });
+  pair(
+    opts: { request?: PairingFeatures; response?: PairingFeatures; phoneIdentity?: Address; phoneIrk?: Uint8Array; keySize?: number | 'unsupported' } = {},
+  ): { request: number; response: number; encrypted: number } {
+    const req = opts.request ?? IOS_PAIRING_REQUEST;
+    const rsp = opts.response ?? ACCESSORY_PAIRING_RESPONSE;
+    const sc = (req.authReq & 0x08) !== 0 && (rsp.authReq & 0x08) !== 0;
+    const request = this.smp('phone', { type: 'pairingRequest', ...req });
+    const response = this.smp('accessory', { type: 'pairingResponse', ...rsp });
+    if (sc) {
+      this.smp('phone', { type: 'pairingPublicKey', publicKey: bytes(64, 0x01) }, 27);
+      this.smp('accessory', { type: 'pairingPublicKey', publicKey: bytes(64, 0x02) }, 27);
+      this.smp('accessory', { type: 'pairingConfirm', confirm: bytes(16, 0x03) });
+      this.smp('phone', { type: 'pairingRandom', random: bytes(16, 0x04) });
+      this.smp('accessory', { type: 'pairingRandom', random: bytes(16, 0x05) });
+      this.wait(2000); // the user taps Pair
+      this.smp('phone', { type: 'pairingDhKeyCheck', check: bytes(16, 0x06) });
+      this.smp('accessory', { type: 'pairingDhKeyCheck', check: bytes(16, 0x07) });
+    } else {
+      // Legacy: confirm and random both ways, then encryption with the STK. Core 5.4 Vol 3 Part H 2.3.5.5.
+      this.wait(2000);
+      this.smp('phone', { type: 'pairingConfirm', confirm: bytes(16, 0x13) });
+      this.smp('accessory', { type: 'pairingConfirm', confirm: bytes(16, 0x14) });
+      this.smp('phone', { type: 'pairingRandom', random: bytes(16, 0x15) });
+      this.smp('accessory', { type: 'pairingRandom', random: bytes(16, 0x16) });
+    }
     this.startEncryption();
     this.ltkReply(true);
     const encrypted = this.encryptionChange(0);
-    this.keySize(opts.keySize ?? 16);
-    this.smp('accessory', { type: 'identityInformation', irk: bytes(16, 0x08) });
-    this.smp('accessory', { type: 'identityAddressInformation', address: ACCESSORY });
-    this.smp('phone', { type: 'identityInformation', irk: opts.phoneIrk ?? PHONE_IRK });
-    this.smp('phone', { type: 'identityAddressInformation', address: opts.phoneIdentity ?? PHONE_IDENTITY });
+    if (opts.keySize === 'unsupported') this.keySizeUnsupported();
+    else this.keySize(opts.keySize ?? Math.min(req.maxKeySize, rsp.maxKeySize));
+    // Key distribution as the Pairing Response negotiated it: the accessory's keys first. Core 5.4 Vol 3 Part H 3.6.1.
+    if (!sc && rsp.responderKeyDist & 0x01) {
+      this.smp('accessory', { type: 'encryptionInformation', ltk: bytes(16, 0x17) });
+      this.smp('accessory', { type: 'centralIdentification', ediv: 0x1234, rand: 0x0102030405060708n });
+    }
+    if (rsp.responderKeyDist & 0x02) {
+      this.smp('accessory', { type: 'identityInformation', irk: bytes(16, 0x08) });
+      this.smp('accessory', { type: 'identityAddressInformation', address: ACCESSORY });
+    }
+    if (rsp.initiatorKeyDist & 0x02) {
+      this.smp('phone', { type: 'identityInformation', irk: opts.phoneIrk ?? PHONE_IRK });
+      this.smp('phone', { type: 'identityAddressInformation', address: opts.phoneIdentity ?? PHONE_IDENTITY });
+    }
     return { request, response, encrypted };
   }
 
+  /** Read Encryption Key Size answered as upstream Zephyr's hci_uart does: Command Status 0x01 Unknown HCI Command. */
+  keySizeUnsupported(): number {
+    this.command('ReadEncryptionKeySize', { handle: this.handle });
+    return this.event('CommandStatus', { status: 0x01, numHciCommandPackets: 1, opcode: 0x1408 });
+  }
+
+  /** The accessory's host restarts: HCI Reset (seen only in the accessory's capture). */
+  accessoryReset(): number {
+    if (this.capturedOn !== 'accessory') return this.lastNumber;
+    this.command('Reset', {});
+    return this.commandComplete(0x0c03, Uint8Array.of(0));
+  }
+
   /** A bonded reconnection: LTK request answered, encrypted, key size 16, protected read served. */
-  reconnectEncrypted(): { encrypted: number } {
-    this.startEncryption();
+  reconnectEncrypted(ediv = 0, rand = 0n): { encrypted: number } {
+    this.startEncryption(ediv, rand);
     this.ltkReply(true);
     const encrypted = this.encryptionChange(0);
     this.keySize(16);
@@ -331,4 +368,19 @@ export function cleanPairingThenReconnection(capturedOn: Side, phone: PhoneProfi
   s.wait(5000);
   s.disconnect(0x13);
   return s;
+}
+
+/** The three captures of one session: the accessory's btsnoop, the phone's btsnoop (Android btsnoop_hci.log) and the phone's PacketLogger file (iOS). */
+export type CaptureForm = 'accessory btsnoop' | 'phone btsnoop' | 'phone pklg';
+export const CAPTURE_FORMS: readonly CaptureForm[] = ['accessory btsnoop', 'phone btsnoop', 'phone pklg'];
+
+/** Builds the session once per side (the builder returns the scenario and its landmark packet numbers) and returns each form's file bytes. */
+export function captureForms<M>(build: (side: Side) => { s: Scenario; marks: M }): { form: CaptureForm; side: Side; bytes: Uint8Array; marks: M }[] {
+  const acc = build('accessory');
+  const phone = build('phone');
+  return [
+    { form: 'accessory btsnoop', side: 'accessory', bytes: acc.s.btsnoop(), marks: acc.marks },
+    { form: 'phone btsnoop', side: 'phone', bytes: phone.s.btsnoop(), marks: phone.marks },
+    { form: 'phone pklg', side: 'phone', bytes: phone.s.pklg(), marks: phone.marks },
+  ];
 }

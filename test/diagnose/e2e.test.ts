@@ -23,6 +23,7 @@ import type { CapturedPacket } from '../../src/diagnose/capture.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
 import { diagnose, renderReport, type Finding } from '../../src/diagnose/diagnose.js';
 import { LiveDiagnoser } from '../../src/diagnose/live.js';
+import type { AccessRequirement } from '../../src/att/types.js';
 
 const log = silentLogger();
 
@@ -47,7 +48,7 @@ function recorder(clock: VirtualClock, live?: LiveDiagnoser): { packets: Capture
   };
 }
 
-async function world() {
+async function world(opts: { secretRead?: AccessRequirement } = {}) {
   const clock = new VirtualClock();
   const air = new VirtualAir({ clock, seed: 'diagnose-e2e', log });
   const [hostA, ctrlA] = createMemoryTransportPair('periph-host', 'periph-ctrl');
@@ -59,7 +60,7 @@ async function world() {
     services: [
       {
         uuid: 0x180d,
-        characteristics: [{ uuid: 0x2a39, id: 'secret', properties: ['read'], permissions: { read: 'encrypted' }, value: Uint8Array.of(0xca, 0xfe) }],
+        characteristics: [{ uuid: 0x2a39, id: 'secret', properties: ['read'], permissions: { read: opts.secretRead ?? 'encrypted' }, value: Uint8Array.of(0xca, 0xfe) }],
       },
     ],
   });
@@ -167,5 +168,23 @@ test('real stack: the accessory lost its bond; the phone encrypts with its old k
   if (process.env.SHOW_REPORT) console.log(renderReport(ph), renderReport(acc));
   assert.deepEqual(ph.findings.map((f) => [f.rule, f.connection]), [['phone-kept-stale-bond', 2]]);
   assert.deepEqual(fired.map((f) => f.rule), ['phone-kept-stale-bond']);
+  await close(w);
+});
+
+test('real stack: a characteristic that requires authentication on the NoInputNoOutput wearable: encrypted after Just Works, still 0x05, named from both traces', async () => {
+  const w = await world({ secretRead: 'authenticated' });
+  const first = await connect(w);
+  await first.readSecret(); // 0x05: not encrypted
+  const paired = first.smp.pair();
+  assert.ok(await w.clock.runUntil(() => first.smp.encrypted, 10_000));
+  await drive(w.clock, paired);
+  await first.readSecret(); // 0x05 again: the key is unauthenticated
+  await disconnect(w, first.c);
+  await w.clock.advance(5_000);
+  for (const [side, packets] of [['accessory', w.accessory.packets], ['phone', w.phone.packets]] as const) {
+    const r = diagnose(buildTimeline(packets));
+    assert.deepEqual(r.findings.map((f) => f.rule), ['authentication-unreachable'], side);
+    assert.match(r.findings[0]?.detail ?? '', /accessory NoInputNoOutput: Just Works/, side);
+  }
   await close(w);
 });
