@@ -1,8 +1,9 @@
 /**
  * `wearable-host diagnose FILE [--json] [--format btsnoop|pklg|json] [--strict]`: why did the phone
  * not pair? Reads a capture (our btsnoop, Android's btsnoop_hci.log, Apple PacketLogger .pklg, or
- * wearable-host's JSON debug log), and prints every connection with what happened to security and
- * the findings, with evidence, likely cause and fix.
+ * wearable-host's JSON debug log), an Android bug report (.zip, or its text with the btsnooz
+ * summary) or an iOS sysdiagnose (.tar.gz), streamed, and prints for every capture every
+ * connection with what happened to security and the findings, with evidence, likely cause and fix.
  *
  * Exit code: 0 when the report was produced (findings or not; a capture cut short mid-record, as an
  * Android log copied while Bluetooth is on always is, gives a warning), 2 when the file cannot be
@@ -10,9 +11,9 @@
  */
 import { Command, Option } from 'commander';
 import { CaptureFormatError, type CaptureFormat } from '../diagnose/capture.js';
-import { CAPTURE_FORMATS, readCaptureFile } from '../diagnose/formats/index.js';
-import { buildTimeline } from '../diagnose/timeline.js';
-import { diagnose, renderReport, reportToJson } from '../diagnose/diagnose.js';
+import { CAPTURE_FORMATS } from '../diagnose/formats/index.js';
+import { diagnoseInput, forEachCapture, type DiagnosedCapture } from '../diagnose/inputs.js';
+import { renderReport, reportToJson } from '../diagnose/diagnose.js';
 
 /** Exit code for an unreadable or malformed capture. */
 export const EXIT_UNREADABLE = 2;
@@ -31,9 +32,12 @@ export interface DiagnoseIo {
 
 /** Runs the command; resolves to the exit code. Never rejects for a bad file. */
 export async function runDiagnose(file: string, opts: DiagnoseCommandOptions, io: DiagnoseIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let capture;
+  const done: DiagnosedCapture[] = [];
+  let kind;
   try {
-    capture = await readCaptureFile(file, { ...(opts.format ? { format: opts.format } : {}), ...(opts.strict ? { strict: true } : {}) });
+    ({ kind } = await forEachCapture(file, { ...(opts.format ? { format: opts.format } : {}), ...(opts.strict ? { strict: true } : {}) }, async (input) => {
+      done.push(await diagnoseInput(input));
+    }));
   } catch (err) {
     if (err instanceof CaptureFormatError) {
       io.stderr.write(`wearable-host diagnose: ${err.message}\n`);
@@ -41,11 +45,13 @@ export async function runDiagnose(file: string, opts: DiagnoseCommandOptions, io
     }
     throw err;
   }
-  const timeline = buildTimeline(capture.packets);
-  const report = diagnose(timeline, {
-    source: { file, format: capture.format, description: capture.description, skipped: capture.skipped, warnings: capture.warnings },
-  });
-  io.stdout.write(opts.json ? reportToJson(report) + '\n' : renderReport(report));
+  const reports = done.map((d) => d.report);
+  if (opts.json) {
+    // A capture file gives its report; an archive or bug report text every capture found in it.
+    io.stdout.write((kind === 'capture' && reports[0] ? reportToJson(reports[0]) : JSON.stringify({ input: file, reports: reports.map((r) => JSON.parse(reportToJson(r)) as unknown) }, null, 2)) + '\n');
+  } else {
+    io.stdout.write(reports.map((r) => renderReport(r)).join('\n'));
+  }
   return 0;
 }
 
@@ -53,9 +59,12 @@ export async function runDiagnose(file: string, opts: DiagnoseCommandOptions, io
 export function registerDiagnoseCommand(program: Command, io?: DiagnoseIo): Command {
   return program
     .command('diagnose')
-    .description('explain why a phone did not pair, from a capture file (btsnoop, Apple PacketLogger .pklg, or wearable-host JSON log)')
-    .argument('<file>', 'capture file')
-    .option('--json', 'print the report as JSON')
+    .description(
+      'explain why a phone did not pair, from a capture file (btsnoop, Apple PacketLogger .pklg, wearable-host JSON log), ' +
+        'an Android bug report (.zip, or its .txt with the BTSNOOP_LOG_SUMMARY) or an iOS sysdiagnose (.tar.gz)',
+    )
+    .argument('<file>', 'capture file, bugreport-*.zip / .txt, or sysdiagnose_*.tar.gz')
+    .option('--json', 'print the report as JSON (an archive: {input, reports: [...]}, one per capture found)')
     .addOption(new Option('--format <format>', 'capture format (default: detected)').choices(CAPTURE_FORMATS))
     .option('--strict', 'fail (exit 2) on a capture that ends mid-record instead of diagnosing the packets before it with a warning')
     .addOption(new Option('--lenient', 'the default now: a cut-short last record is a warning').hideHelp())
