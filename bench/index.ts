@@ -5,7 +5,7 @@
  *   node dist/bench/index.js             full run (a few minutes at most on 2 cores), writes bench/results.json
  *   node dist/bench/index.js --quick     small run (seconds), writes <tmpdir>/wearable-host-bench/results.quick.json
  *   --out FILE                           write the JSON there instead
- *   --only host,wire,pairing,bringup,scale   run some sections (never overwrites bench/results.json unless --out says so)
+ *   --only host,wire,pairing,bringup,scale,diagnose   run some sections (never overwrites bench/results.json unless --out says so)
  *
  * Sections (see each module's header for exactly what is measured and what it includes):
  *   1-2 host path     bench/host-path.ts   ours and ble-host through a controller that consumes instantly
@@ -13,6 +13,7 @@
  *   4   pairing       bench/pairing.ts     LESC Just Works: wall, CPU, connection events vs the minimum
  *   5   bring-up      bench/bringup.ts     the CLI process to "is advertising" on a pty
  *   6   memory/scale  bench/scale.ts       RSS idle and with 1/4/16 links streaming; CPU per notification
+ *   7   diagnose      bench/diagnose.ts    `diagnose` of a generated 200 MB capture: wall, MB/s, peak RSS
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,9 +26,10 @@ import type { WireOptions } from './wire.js';
 import type { PairingOptions } from './pairing.js';
 import type { BringUpOptions } from './bringup.js';
 import type { ScaleOptions } from './scale.js';
+import type { DiagnoseBenchOptions } from './diagnose.js';
 import { formatTable, type Figure } from './stats.js';
 
-export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale'] as const;
+export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale', 'diagnose'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchSettings {
@@ -36,6 +38,7 @@ export interface BenchSettings {
   pairing: PairingOptions;
   bringup: BringUpOptions;
   scale: ScaleOptions;
+  diagnose: DiagnoseBenchOptions;
 }
 
 export const FULL: BenchSettings = {
@@ -44,6 +47,7 @@ export const FULL: BenchSettings = {
   pairing: { intervalsMs: [0, 30], runs: 5 },
   bringup: { runs: 5 },
   scale: { counts: [1, 4, 16], windows: 5, windowMs: 1000, sinkRuns: 5, sinkPdus: 48_000, window: 4 },
+  diagnose: { megabytes: 200, runs: 3 },
 };
 
 export const QUICK: BenchSettings = {
@@ -52,6 +56,7 @@ export const QUICK: BenchSettings = {
   pairing: { intervalsMs: [0, 30], runs: 1 },
   bringup: { runs: 1 },
   scale: { counts: [1, 4, 16], windows: 2, windowMs: 200, sinkRuns: 2, sinkPdus: 4800, window: 4 },
+  diagnose: { megabytes: 4, runs: 1 },
 };
 
 export interface BenchResults {
@@ -85,10 +90,12 @@ interface Args {
   out: string | undefined;
   only: Section[] | undefined;
   child: string | undefined;
+  /** The child's argument (the capture file of --child diagnose). */
+  childArg: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { quick: false, out: undefined, only: undefined, child: undefined };
+  const a: Args = { quick: false, out: undefined, only: undefined, child: undefined, childArg: undefined };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i] as string;
     const value = (): string => {
@@ -98,7 +105,10 @@ function parseArgs(argv: readonly string[]): Args {
     };
     if (x === '--quick') a.quick = true;
     else if (x === '--out') a.out = resolve(value());
-    else if (x === '--child') a.child = value();
+    else if (x === '--child') {
+      a.child = value();
+      if (a.child === 'diagnose') a.childArg = value();
+    }
     else if (x === '--only') {
       const names = value().split(',').map((s) => s.trim());
       for (const n of names) if (!(SECTIONS as readonly string[]).includes(n)) throw new Error(`--only: unknown section "${n}" (sections: ${SECTIONS.join(', ')})`);
@@ -173,6 +183,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${CHILD_MARK}${JSON.stringify(figures)}\n`);
       return 0;
     }
+    if (args.child === 'diagnose') {
+      const { measureDiagnose } = await import('./diagnose.js');
+      process.stdout.write(`${JSON.stringify(await measureDiagnose(args.childArg ?? ''))}\n`);
+      return 0;
+    }
     if (args.child !== undefined) throw new Error(`unknown --child ${args.child}`);
 
     const sections = args.only ?? [...SECTIONS];
@@ -197,6 +212,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       } else if (s === 'bringup') {
         const { runBringUp } = await import('./bringup.js');
         figures.push(...(await runBringUp(settings.bringup)));
+      } else if (s === 'diagnose') {
+        const { runDiagnoseBench } = await import('./diagnose.js');
+        figures.push(...(await runDiagnoseBench(settings.diagnose, THIS_FILE)));
       } else {
         figures.push(...(await runScaleInChild(args.quick)));
       }
