@@ -3,6 +3,8 @@
  * log) and live from the running host.
  *
  *   readCaptureFile(path) -> Capture -> buildTimeline(capture.packets) -> diagnose(timeline) -> Report
+ *   forEachCapture(path, opts, input => diagnoseInput(input))   streamed; zip, tar.gz, bug report text
+ *   renderHtml([{ name, timeline, report }])                    the ladder-diagram page
  *   renderReport(report) / reportToJson(report)
  *   new LiveDiagnoser({ clock }) .feed(direction, h4) -> 'finding' events
  */
@@ -13,3 +15,7 @@ export { diagnose, evaluateConnection, renderReport, reportToJson, type Report, 
 export { RULES, RULE_TIMING, OPTION, ruleById, type RuleDef, type RuleHit, type RuleContext, type Severity, type Fix } from './rules.js';
 export { LiveDiagnoser, type LiveDiagnoserOptions } from './live.js';
 export { guessPhone, type PhoneGuess } from './fingerprint.js';
+export { readCaptureStream, createReader, type CaptureSummary } from './formats/index.js';
+export { forEachCapture, diagnoseInput, type CaptureInput, type DiagnosedCapture, type InputKind } from './inputs.js';
+export { decodeBtsnooz } from './formats/btsnooz.js';
+export { renderHtml } from './html.js';

@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCapture, detectFormat, BtsnoopReader } from '../../src/diagnose/formats/index.js';
+import { readCapture, readCaptureStream, detectFormat, BtsnoopReader } from '../../src/diagnose/formats/index.js';
 import { readPklg, encodePklg } from '../../src/diagnose/formats/pklg.js';
 import { readPinoLog } from '../../src/diagnose/formats/pino.js';
-import { CaptureFormatError, type Capture } from '../../src/diagnose/capture.js';
+import { CaptureFormatError, type Capture, type CapturedPacket } from '../../src/diagnose/capture.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
 import { diagnose } from '../../src/diagnose/diagnose.js';
 import { concatBytes, toHex } from '../../src/util/bytes.js';
@@ -224,5 +224,27 @@ test('pklg (both byte orders) and btsnoop files we write are read by Wireshark (
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every reader gives the same packets fed whole or a few bytes at a time (records cut across chunks)', async () => {
+  const s = cleanFirstPairing('phone');
+  for (const [format, bytes] of [
+    ['btsnoop', s.btsnoop()],
+    ['pklg', s.pklg('little', true)],
+    ['json', s.jsonLog(true)],
+  ] as const) {
+    const whole = readCapture(bytes);
+    for (const size of [1, 7, 4096]) {
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+      }
+      const got: CapturedPacket[] = [];
+      const sum = await readCaptureStream(chunks(), {}, (p) => got.push(p));
+      assert.equal(sum.format, format);
+      assert.equal(sum.packets, whole.packets.length, `${format} in chunks of ${size}`);
+      assert.deepEqual(got.map((p) => [p.number, p.direction, toHex(p.h4), p.time]), whole.packets.map((p) => [p.number, p.direction, toHex(p.h4), p.time]), `${format} in chunks of ${size}`);
+      assert.deepEqual(sum.warnings, whole.warnings);
+    }
   }
 });
