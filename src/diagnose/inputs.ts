@@ -52,6 +52,12 @@ function startsWith(b: Uint8Array, m: readonly number[]): boolean {
   return m.every((v, i) => b[i] === v);
 }
 
+/** An archive entry's name for messages and reports: control characters (terminal escapes) shown as '?'. */
+function entryName(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
 /** An HCI log inside an Android bug report. */
 const ANDROID_HCI_LOG = /(^|\/)btsnoo[pz]_hci\.log(\.filtered)?(\.last)?$/;
 
@@ -197,10 +203,10 @@ async function zipInputs(path: string, opts: OpenInputOptions, handle: (input: C
     const logs = entries.filter((e) => ANDROID_HCI_LOG.test(e.fileName) && !e.fileName.endsWith('/'));
     logs.sort((a, b) => androidLogRank(a.fileName) - androidLogRank(b.fileName) || a.fileName.localeCompare(b.fileName));
     for (const e of logs) {
-      const name = `${path}!${e.fileName}`;
+      const name = `${path}!${entryName(e.fileName)}`;
       await handle({
         name,
-        origin: `Android bug report, ${e.fileName}`,
+        origin: `Android bug report, ${entryName(e.fileName)}`,
         read: (onPacket) => readCaptureStream(zipEntryChunks(zip, e, name), { fileName: name, ...(opts.format ? { format: opts.format } : {}), ...(opts.strict ? { strict: true } : {}) }, onPacket),
       });
     }
@@ -210,7 +216,7 @@ async function zipInputs(path: string, opts: OpenInputOptions, handle: (input: C
     const scanner = await scanText(zipEntryChunks(zip, text, `${path}!${text.fileName}`));
     const section = scanner.sections[0];
     if (section === undefined) throw noSummary(path, scanner);
-    await handle(summaryInput(`${path}!${text.fileName}`, `Android bug report without a full HCI log: the BTSNOOP_LOG_SUMMARY in ${text.fileName}`, section));
+    await handle(summaryInput(`${path}!${entryName(text.fileName)}`, `Android bug report without a full HCI log: the BTSNOOP_LOG_SUMMARY in ${entryName(text.fileName)}`, section));
     return 1;
   } finally {
     zip.close();
@@ -224,11 +230,11 @@ async function tarInputs(path: string, opts: OpenInputOptions, handle: (input: C
   let n = 0;
   for await (const entry of readTar(guarded(gunzip as AsyncIterable<Uint8Array>, `${path} (gzip)`), path)) {
     if (!/\.pklg$/i.test(entry.name) || entry.type === '5' || entry.type === '2') continue;
-    const name = `${path}!${entry.name}`;
+    const name = `${path}!${entryName(entry.name)}`;
     n++;
     await handle({
       name,
-      origin: `iOS sysdiagnose, ${entry.name}`,
+      origin: `iOS sysdiagnose, ${entryName(entry.name)}`,
       read: (onPacket) => readCaptureStream(entry.data, { fileName: name, format: opts.format ?? 'pklg', ...(opts.strict ? { strict: true } : {}) }, onPacket),
     });
   }

@@ -7,6 +7,7 @@ import { decodeBtsnooz } from '../../src/diagnose/formats/btsnooz.js';
 import { runDiagnose, EXIT_UNREADABLE, type DiagnoseIo } from '../../src/cli/diagnose-command.js';
 import { diagnose, type Report } from '../../src/diagnose/diagnose.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
+import { deflateSync } from 'node:zlib';
 import { toHex } from '../../src/util/bytes.js';
 import { Scenario, cleanPairingThenReconnection, ANDROID } from './builders.js';
 import { buildTarGz, buildZip, bugreportText, encodeBtsnooz } from './archives.js';
@@ -190,4 +191,19 @@ test('diagnose sysdiagnose.tar.gz finds every .pklg (pax and GNU long names), sk
     o = io();
     assert.equal(await runDiagnose(cut, {}, o), EXIT_UNREADABLE);
     assert.match(o.err, /sysdiagnose_cut\.tar\.gz.*(unexpected end of file|cut short)/);
+  }));
+
+test('hostile inputs: a btsnooz section that inflates past any real summary is refused; control characters in entry names do not reach the terminal', () =>
+  withDir(async (dir) => {
+    const pre = Buffer.alloc(9);
+    pre[0] = 2;
+    const bomb = Buffer.concat([pre, deflateSync(Buffer.alloc(65 << 20))]).toString('base64');
+    assert.throws(() => decodeBtsnooz(bomb, 'r.txt'), /inflate to more than 64 MiB.*not a btsnooz summary/);
+
+    const file = join(dir, 'bugreport-esc.zip');
+    writeFileSync(file, buildZip([{ name: 'FS/data/misc/bluetooth/logs\u001b[2J/btsnoop_hci.log', data: phoneStaleBond().btsnoop() }]));
+    const o = io();
+    assert.equal(await runDiagnose(file, {}, o), 0, o.err);
+    assert.ok(!o.out.includes('\u001b'), 'no escape character in the report');
+    assert.match(o.out, /logs\?\[2J\/btsnoop_hci\.log/);
   }));

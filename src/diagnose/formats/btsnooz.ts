@@ -30,6 +30,12 @@ import { CaptureFormatError, type Capture, type CapturedPacket, type HciDirectio
 export const BTSNOOZ_BEGIN = '--- BEGIN:BTSNOOP_LOG_SUMMARY';
 export const BTSNOOZ_END = '--- END:BTSNOOP_LOG_SUMMARY';
 
+/**
+ * Bound on a summary, decompressed and as base64 text: the stacks keep 128 KiB to 1 MiB; a section
+ * far larger is not one (and must not exhaust memory).
+ */
+const MAX_SUMMARY = 64 << 20;
+
 /** btsnooz record type -> [H:4 type, direction]. */
 const TYPES: Readonly<Record<number, readonly [number, HciDirection]>> = {
   0x10: [0x04, 'controller->host'],
@@ -50,6 +56,7 @@ export class BtsnoozScanner {
   private carry = '';
   private inside = false;
   private b64: string[] = [];
+  private b64Length = 0;
   /** The base64 text of each complete section found so far. */
   readonly sections: string[] = [];
   /** A BEGIN line was seen without its END (the report was cut short). */
@@ -76,8 +83,16 @@ export class BtsnoozScanner {
       if (raw.includes(BTSNOOZ_END)) {
         this.sections.push(this.b64.join(''));
         this.b64 = [];
+        this.b64Length = 0;
         this.inside = false;
-      } else this.b64.push(raw.trim());
+      } else {
+        const line = raw.trim();
+        this.b64Length += line.length;
+        if (this.b64Length > MAX_SUMMARY) {
+          throw new CaptureFormatError(`BTSNOOP_LOG_SUMMARY section longer than ${MAX_SUMMARY >> 20} MiB of base64 without its END line: not a btsnooz summary`, {});
+        }
+        this.b64.push(line);
+      }
     } else if (raw.includes(BTSNOOZ_BEGIN)) this.inside = true;
   }
 }
@@ -105,8 +120,11 @@ export function decodeBtsnooz(base64: string, name = 'bug report'): Capture {
   const lastUs = Number(raw.readBigUInt64LE(1));
   let body: Buffer;
   try {
-    body = inflateSync(raw.subarray(9));
+    body = inflateSync(raw.subarray(9), { maxOutputLength: MAX_SUMMARY });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new CaptureFormatError(`${where}: the records inflate to more than ${MAX_SUMMARY >> 20} MiB, far more than any stack keeps in memory: not a btsnooz summary`, { offset: 9 }, { cause: err });
+    }
     throw new CaptureFormatError(`${where}: the records after the 9-byte preamble are not a zlib stream (${(err as Error).message})`, { offset: 9 }, { cause: err });
   }
   const head = version === 1 ? 7 : 9;
