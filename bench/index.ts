@@ -5,7 +5,7 @@
  *   node dist/bench/index.js             full run (a few minutes at most on 2 cores), writes bench/results.json
  *   node dist/bench/index.js --quick     small run (seconds), writes <tmpdir>/wearable-host-bench/results.quick.json
  *   --out FILE                           write the JSON there instead
- *   --only host,wire,pairing,bringup,scale   run some sections (never overwrites bench/results.json unless --out says so)
+ *   --only host,wire,pairing,bringup,scale,diagnose   run some sections (never overwrites bench/results.json unless --out says so)
  *
  * Sections (see each module's header for exactly what is measured and what it includes):
  *   1-2 host path     bench/host-path.ts   ours and ble-host through a controller that consumes instantly
@@ -14,6 +14,7 @@
  *   5   bring-up      bench/bringup.ts     the CLI process to "is advertising" on a pty
  *   6   memory/scale  bench/scale.ts       RSS idle and with 1/4/16 links streaming; CPU per notification
  *   7   link cost     bench/conn-cost.ts   CPU per request and heap after 100,000 requests on one link (live diagnosis on)
+ *   8   diagnose      bench/diagnose.ts    `diagnose` of a generated 200 MB capture: wall, MB/s, peak RSS
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,9 +28,10 @@ import type { PairingOptions } from './pairing.js';
 import type { BringUpOptions } from './bringup.js';
 import type { ScaleOptions } from './scale.js';
 import type { ConnCostOptions } from './conn-cost.js';
+import type { DiagnoseBenchOptions } from './diagnose.js';
 import { formatTable, type Figure } from './stats.js';
 
-export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale', 'linkcost'] as const;
+export const SECTIONS = ['host', 'wire', 'pairing', 'bringup', 'scale', 'linkcost', 'diagnose'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchSettings {
@@ -39,6 +41,7 @@ export interface BenchSettings {
   bringup: BringUpOptions;
   scale: ScaleOptions;
   linkcost: ConnCostOptions;
+  diagnose: DiagnoseBenchOptions;
 }
 
 export const FULL: BenchSettings = {
@@ -48,6 +51,7 @@ export const FULL: BenchSettings = {
   bringup: { runs: 5 },
   scale: { counts: [1, 4, 16], windows: 5, windowMs: 1000, sinkRuns: 5, sinkPdus: 48_000, window: 4 },
   linkcost: { requests: 100_000 },
+  diagnose: { megabytes: 200, runs: 3 },
 };
 
 export const QUICK: BenchSettings = {
@@ -57,6 +61,7 @@ export const QUICK: BenchSettings = {
   bringup: { runs: 1 },
   scale: { counts: [1, 4, 16], windows: 2, windowMs: 200, sinkRuns: 2, sinkPdus: 4800, window: 4 },
   linkcost: { requests: 10_000 },
+  diagnose: { megabytes: 4, runs: 1 },
 };
 
 export interface BenchResults {
@@ -90,10 +95,12 @@ interface Args {
   out: string | undefined;
   only: Section[] | undefined;
   child: string | undefined;
+  /** The child's argument (the capture file of --child diagnose). */
+  childArg: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { quick: false, out: undefined, only: undefined, child: undefined };
+  const a: Args = { quick: false, out: undefined, only: undefined, child: undefined, childArg: undefined };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i] as string;
     const value = (): string => {
@@ -103,7 +110,10 @@ function parseArgs(argv: readonly string[]): Args {
     };
     if (x === '--quick') a.quick = true;
     else if (x === '--out') a.out = resolve(value());
-    else if (x === '--child') a.child = value();
+    else if (x === '--child') {
+      a.child = value();
+      if (a.child === 'diagnose') a.childArg = value();
+    }
     else if (x === '--only') {
       const names = value().split(',').map((s) => s.trim());
       for (const n of names) if (!(SECTIONS as readonly string[]).includes(n)) throw new Error(`--only: unknown section "${n}" (sections: ${SECTIONS.join(', ')})`);
@@ -178,6 +188,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${CHILD_MARK}${JSON.stringify(figures)}\n`);
       return 0;
     }
+    if (args.child === 'diagnose') {
+      const { measureDiagnose } = await import('./diagnose.js');
+      process.stdout.write(`${JSON.stringify(await measureDiagnose(args.childArg ?? ''))}\n`);
+      return 0;
+    }
     if (args.child !== undefined) throw new Error(`unknown --child ${args.child}`);
 
     const sections = args.only ?? [...SECTIONS];
@@ -205,6 +220,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       } else if (s === 'linkcost') {
         const { runConnCost } = await import('./conn-cost.js');
         figures.push(...(await runConnCost(settings.linkcost)));
+      } else if (s === 'diagnose') {
+        const { runDiagnoseBench } = await import('./diagnose.js');
+        figures.push(...(await runDiagnoseBench(settings.diagnose, THIS_FILE)));
       } else {
         figures.push(...(await runScaleInChild(args.quick)));
       }

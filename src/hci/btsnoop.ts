@@ -294,14 +294,14 @@ function startsWith(bytes: Uint8Array, prefix: readonly number[]): boolean {
 
 function badMagicHint(bytes: Uint8Array): string {
   if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) {
-    return 'it is a zip archive (an Android bug report?): take FS/data/misc/bluetooth/logs/btsnoop_hci.log out of it';
+    return 'it is a zip archive (an Android bug report?): `wearable-host diagnose` reads it when --format is not given';
   }
   if (startsWith(bytes, [0xd4, 0xc3, 0xb2, 0xa1]) || startsWith(bytes, [0xa1, 0xb2, 0xc3, 0xd4]) || startsWith(bytes, [0x0a, 0x0d, 0x0d, 0x0a])) {
     return 'it is a pcap/pcapng capture: save it from Wireshark as "BTSnoop" instead';
   }
   const head = new TextDecoder('latin1').decode(bytes.subarray(0, Math.min(bytes.length, 1 << 20)));
   if (head.includes('BTSNOOP_LOG_SUMMARY')) {
-    return 'it is an Android bug report text whose btsnooz summary is not supported: use the btsnoop_hci.log from the bug report zip';
+    return 'it is an Android bug report text: `wearable-host diagnose` decodes its BTSNOOP_LOG_SUMMARY when --format is not given';
   }
   return 'expected the bytes "btsnoop\\0"';
 }

@@ -45,6 +45,9 @@ const EXPECTED: string[] = [
   'scale.rss.baseline',
   'scale.rss.idle',
   ...[1, 4, 16].flatMap((n) => [`scale.rss.conn${n}`, `scale.air.rate.conn${n}`, `scale.air.cpu.conn${n}`, `scale.sink.cpu.conn${n}`]),
+  'diagnose.wall',
+  'diagnose.throughput',
+  'diagnose.rss.peak',
 ];
 
 function runQuick(out: string): Promise<{ code: number | null; output: string }> {

@@ -64,18 +64,19 @@ test('diagnose FILE --json prints a report tools can read, for a PacketLogger fi
     ]);
   }));
 
-test('diagnose of a truncated or unknown file exits non-zero with the byte offset or line on stderr', () =>
+test('diagnose of a truncated capture warns and exits 0 (non-zero with --strict); an unknown or damaged file exits non-zero with the byte offset or line', () =>
   withDir(async (dir) => {
     const bytes = staleBondCapture().btsnoop();
     const cut = join(dir, 'cut.btsnoop');
     writeFileSync(cut, bytes.subarray(0, bytes.length - 1));
     let o = io();
-    assert.equal(await runDiagnose(cut, {}, o), EXIT_UNREADABLE);
+    assert.equal(await runDiagnose(cut, { strict: true }, o), EXIT_UNREADABLE);
     assert.equal(o.out, '');
     assert.match(o.err, /^wearable-host diagnose: .*cut\.btsnoop: truncated btsnoop record 4 at offset \d+/);
     o = io();
-    assert.equal(await runDiagnose(cut, { lenient: true }, o), 0);
-    assert.match(o.out, /Warning: truncated/);
+    assert.equal(await runDiagnose(cut, {}, o), 0);
+    assert.match(o.out, /Warning: truncated btsnoop record 4 at offset \d+/);
+    assert.match(o.out, /PROBLEM: The phone holds a bond the accessory lost/);
 
     const junk = join(dir, 'notes.txt');
     writeFileSync(junk, 'hello');
@@ -84,10 +85,10 @@ test('diagnose of a truncated or unknown file exits non-zero with the byte offse
     assert.match(o.err, /unrecognised capture format at offset 0/);
 
     const log = join(dir, 'host.log');
-    writeFileSync(log, '{"msg":"hci","dir":"rx","h4":"040e0401030c00","time":1}\n{oops\n');
+    writeFileSync(log, '{"msg":"hci","dir":"rx","h4":"040e0401030c00","time":1}\n{oops\n{"msg":"x"}\n');
     o = io();
     assert.equal(await runDiagnose(log, {}, o), EXIT_UNREADABLE);
-    assert.match(o.err, /line 2: the last line is not complete JSON/);
+    assert.match(o.err, /line 2: not JSON/);
 
     o = io();
     assert.equal(await runDiagnose(join(dir, 'missing.btsnoop'), {}, o), EXIT_UNREADABLE);

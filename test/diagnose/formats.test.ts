@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCapture, detectFormat } from '../../src/diagnose/formats/index.js';
+import { readCapture, readCaptureStream, detectFormat, BtsnoopReader } from '../../src/diagnose/formats/index.js';
 import { readPklg, encodePklg } from '../../src/diagnose/formats/pklg.js';
 import { readPinoLog } from '../../src/diagnose/formats/pino.js';
-import { CaptureFormatError, type Capture } from '../../src/diagnose/capture.js';
+import { CaptureFormatError, type Capture, type CapturedPacket } from '../../src/diagnose/capture.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
 import { diagnose } from '../../src/diagnose/diagnose.js';
 import { concatBytes, toHex } from '../../src/util/bytes.js';
@@ -63,15 +63,25 @@ test('btsnoop: detected by magic, packets, directions and microsecond times as w
   assert.deepEqual(fromFile, [['phone-kept-stale-bond', [2, 3, 5, 6]]]);
 });
 
-test('btsnoop: a cut-short last record is an error with its offset; --lenient keeps the packets before it', () => {
+test('btsnoop: a cut-short last record is dropped with a warning naming its offset, the packets before it are read; strict makes it an error', () => {
   const bytes = staleBond().btsnoop();
-  const cut = bytes.subarray(0, bytes.length - 3);
   // The last record is the Disconnection Complete event: 24 header bytes + 7 packet bytes (H:4 type, code, length, 4 parameters).
   const lastOffset = bytes.length - (24 + 7);
-  throwsAt(() => readCapture(cut), { offset: lastOffset }, new RegExp(`truncated btsnoop record 5 at offset ${lastOffset}.*--lenient`));
-  const c = readCapture(cut, { lenient: true });
-  assert.equal(c.packets.length, 5);
-  assert.match(c.warnings[0] ?? '', /truncated/);
+  for (const cutBy of [3, 7 + 20]) {
+    const cut = bytes.subarray(0, bytes.length - cutBy);
+    const c = readCapture(cut);
+    assert.equal(c.packets.length, 5);
+    assert.equal(c.warnings.length, 1);
+    assert.match(c.warnings[0] ?? '', new RegExp(`^truncated btsnoop record 5 at offset ${lastOffset}: .*ignored, the packets before it are diagnosed`));
+    throwsAt(() => readCapture(cut, { strict: true }), { offset: lastOffset }, new RegExp(`truncated btsnoop record 5 at offset ${lastOffset}.*without --strict`));
+  }
+  // The same when the bytes arrive in small chunks, the record cut across two of them.
+  const packets: number[] = [];
+  const r = new BtsnoopReader({ name: 'x' }, (p) => packets.push(p.number));
+  for (let i = 0; i < bytes.length - 3; i += 5) r.push(bytes.subarray(i, Math.min(i + 5, bytes.length - 3)));
+  const sum = r.end();
+  assert.deepEqual(packets, [1, 2, 3, 4, 5]);
+  assert.match(sum.warnings[0] ?? '', /record 5/);
 });
 
 test('btsnoop: bad magic, unsupported datalink and a header-only stub give errors with offsets', () => {
@@ -127,13 +137,13 @@ test('pklg: a little-endian file whose timestamp words are microseconds then sec
   assert.match(c.description, /swapped/);
 });
 
-test('pklg: a cut-short record and a corrupt length give errors with offsets', () => {
+test('pklg: a cut-short last record is a warning (an error when strict), a corrupt length an error with its offset', () => {
   const bytes = staleBond('phone').pklg('big');
   // The last (5th) record is the Disconnection Complete: 4 length + 8 time + 1 type + 6 event bytes.
-  throwsAt(() => readPklg(bytes.subarray(0, bytes.length - 2)), { offset: bytes.length - 19 }, /truncated PacketLogger record 5 at offset \d+: 15 bytes announced, 13 left/);
-  const lenient = readPklg(bytes.subarray(0, bytes.length - 2), 'f', true);
+  throwsAt(() => readPklg(bytes.subarray(0, bytes.length - 2), 'f', true), { offset: bytes.length - 19 }, /truncated PacketLogger record 5 at offset \d+: 15 bytes announced, 13 left.*without --strict/);
+  const lenient = readPklg(bytes.subarray(0, bytes.length - 2), 'f');
   assert.equal(lenient.packets.length, 4);
-  assert.match(lenient.warnings[0] ?? '', /record 5/);
+  assert.match(lenient.warnings[0] ?? '', /^truncated PacketLogger record 5 at offset \d+: 15 bytes announced, 13 left: ignored/);
   const corrupt = bytes.slice();
   // Second record: after the first (4 + 9 + the 21-byte LE Connection Complete event body).
   const second = 4 + 9 + 21;
@@ -157,11 +167,15 @@ test('json: the pino log contract, other lines skipped, packet numbers from n an
   assert.deepEqual(Object.keys(JSON.parse(first) as object).sort(), ['dir', 'h4', 'level', 'msg', 'n', 'name', 'time']);
 });
 
-test('json: a line that is not JSON, a cut-short last line and malformed hci fields give errors with the line number', () => {
+test('json: a line that is not JSON and malformed hci fields give errors with the line number; a cut-short last line is a warning unless strict', () => {
   const enc = (t: string): Uint8Array => new TextEncoder().encode(t);
   const ok = '{"msg":"hci","dir":"rx","h4":"040e0401030c00","time":1}';
   throwsAt(() => readPinoLog(enc(`${ok}\n${ok}\nnot json\n${ok}\n`)), { line: 3 }, /line 3: not JSON/);
-  throwsAt(() => readPinoLog(enc(`${ok}\n{"msg":"hci","dir":"rx","h4":"04`)), { line: 2 }, /line 2: the last line is not complete JSON/);
+  throwsAt(() => readPinoLog(enc(`${ok}\n{"msg":"hci","dir":"rx","h4":"04`), 'f', true), { line: 2 }, /line 2: the last line is not complete JSON/);
+  const cut = readPinoLog(enc(`${ok}\n{"msg":"hci","dir":"rx","h4":"04`));
+  assert.equal(cut.packets.length, 1);
+  assert.match(cut.warnings[0] ?? '', /line 2: the last line is not complete JSON: ignored/);
+  assert.equal(readPinoLog(enc(`${ok}\n${ok}`)).packets.length, 2, 'a complete last line without a newline is read');
   throwsAt(() => readPinoLog(enc('{"msg":"hci","dir":"up","h4":"0401","time":1}\n')), { line: 1 }, /"dir": "tx" or "rx"/);
   throwsAt(() => readPinoLog(enc('{"msg":"hci","dir":"tx","h4":"0x1","time":1}\n')), { line: 1 }, /"h4" is not hex/);
   throwsAt(() => readPinoLog(enc('\n\n{"msg":"hci","dir":"tx","h4":"0103"}\n')), { line: 3 }, /"time"/);
@@ -210,5 +224,27 @@ test('pklg (both byte orders) and btsnoop files we write are read by Wireshark (
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every reader gives the same packets fed whole or a few bytes at a time (records cut across chunks)', async () => {
+  const s = cleanFirstPairing('phone');
+  for (const [format, bytes] of [
+    ['btsnoop', s.btsnoop()],
+    ['pklg', s.pklg('little', true)],
+    ['json', s.jsonLog(true)],
+  ] as const) {
+    const whole = readCapture(bytes);
+    for (const size of [1, 7, 4096]) {
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+      }
+      const got: CapturedPacket[] = [];
+      const sum = await readCaptureStream(chunks(), {}, (p) => got.push(p));
+      assert.equal(sum.format, format);
+      assert.equal(sum.packets, whole.packets.length, `${format} in chunks of ${size}`);
+      assert.deepEqual(got.map((p) => [p.number, p.direction, toHex(p.h4), p.time]), whole.packets.map((p) => [p.number, p.direction, toHex(p.h4), p.time]), `${format} in chunks of ${size}`);
+      assert.deepEqual(sum.warnings, whole.warnings);
+    }
   }
 });

@@ -15,10 +15,12 @@
  *
  * Other lines of the log (any JSON object whose msg is not "hci") are skipped, so the whole debug log
  * can be given to `wearable-host diagnose`. Blank lines are ignored. A line that is not JSON, or an
- * "hci" line with a missing or malformed field, is an error naming the line number.
+ * "hci" line with a missing or malformed field, is an error naming the line number; a last line cut
+ * short (a log copied while the host was writing it) is dropped with a warning (an error with --strict).
  */
 import { fromHex, toHex } from '../../util/bytes.js';
 import { CaptureFormatError, type Capture, type CapturedPacket } from '../capture.js';
+import { ChunkedReader, readAll, type ChunkedReaderOptions } from './chunked.js';
 
 /** The `msg` of an HCI packet line. */
 export const HCI_LOG_MSG = 'hci';
@@ -52,35 +54,68 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Reads a pino JSON log; see the module comment for the lines it uses. */
-export function readPinoLog(bytes: Uint8Array, name = 'log'): Capture {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch (err) {
-    throw new CaptureFormatError(`${name}: not a UTF-8 text file, so not a JSON log`, { offset: 0 }, { cause: err });
+/** Reads a pino JSON log incrementally, line by line; see the module comment for the lines it uses. */
+export class PinoLogReader extends ChunkedReader {
+  readonly format = 'json' as const;
+  private line = 0;
+  private lastNumber = 0;
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true });
+
+  constructor(opts: ChunkedReaderOptions, onPacket: (p: CapturedPacket) => void) {
+    super(opts, onPacket);
   }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const lines = text.split('\n');
-  const packets: CapturedPacket[] = [];
-  let skipped = 0;
-  let lastNumber = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = i + 1;
-    const raw = (lines[i] as string).trim();
-    if (raw === '') continue;
+
+  description(): string {
+    return 'wearable-host pino JSON log';
+  }
+
+  protected parse(buf: Uint8Array, base: number, final: boolean): number {
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(0x0a, start);
+      if (nl < 0) break;
+      this.handleLine(buf.subarray(start, nl), base + start, false);
+      start = nl + 1;
+    }
+    if (final && start < buf.length) {
+      // The last line has no newline: a complete JSON object is fine, anything else is the cut-short tail.
+      if (this.handleLine(buf.subarray(start), base + start, true)) start = buf.length;
+    }
+    return start;
+  }
+
+  protected tail(_rest: Uint8Array, offset: number): void {
+    const line = this.line;
+    const message = `line ${line}: the last line is not complete JSON`;
+    if (this.strict) throw new CaptureFormatError(`${this.name}: ${message} (the log was cut short; without --strict the lines before it are diagnosed)`, { line, offset });
+    this.truncatedTail(message, offset);
+  }
+
+  /** Returns false when `last` and the line is not complete JSON (left for {@link tail}). */
+  private handleLine(bytes: Uint8Array, offset: number, last: boolean): boolean {
+    const line = ++this.line;
+    let text: string;
+    try {
+      text = this.decoder.decode(bytes);
+    } catch (err) {
+      if (last) return false;
+      throw new CaptureFormatError(`${this.name}: line ${line}: not UTF-8 text, so not a JSON log`, { line, offset }, { cause: err });
+    }
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    const raw = text.trim();
+    if (raw === '') return true;
     let obj: unknown;
     try {
       obj = JSON.parse(raw);
     } catch (err) {
-      const last = i === lines.length - 1 || lines.slice(i + 1).every((l) => l.trim() === '');
-      const why = last ? 'the last line is not complete JSON (the log was cut short?)' : `not JSON (${(err as Error).message})`;
-      throw new CaptureFormatError(`${name}: line ${line}: ${why}`, { line }, { cause: err });
+      if (last) return false;
+      throw new CaptureFormatError(`${this.name}: line ${line}: not JSON (${(err as Error).message})`, { line }, { cause: err });
     }
+    const name = this.name;
     if (!isRecord(obj)) throw new CaptureFormatError(`${name}: line ${line}: a JSON log line must be an object`, { line });
     if (obj['msg'] !== HCI_LOG_MSG) {
-      skipped++;
-      continue;
+      this.skipped++;
+      return true;
     }
     const dir = obj['dir'];
     const h4 = obj['h4'];
@@ -104,9 +139,16 @@ export function readPinoLog(bytes: Uint8Array, name = 'log'): Capture {
     if (n !== undefined && (typeof n !== 'number' || !Number.isInteger(n) || n < 1)) {
       throw new CaptureFormatError(`${name}: line ${line}: "n" must be a packet number >= 1, got ${JSON.stringify(n)}`, { line });
     }
-    const number = typeof n === 'number' ? n : lastNumber + 1;
-    lastNumber = number;
-    packets.push({ number, time, direction: dir === 'tx' ? 'host->controller' : 'controller->host', h4: packet, line });
+    const number = typeof n === 'number' ? n : this.lastNumber + 1;
+    this.lastNumber = number;
+    this.emit({ number, time, direction: dir === 'tx' ? 'host->controller' : 'controller->host', h4: packet, line });
+    return true;
   }
-  return { format: 'json', description: 'wearable-host pino JSON log', packets, skipped, warnings: [] };
+}
+
+/** Reads a whole pino JSON log in memory; see {@link PinoLogReader}. */
+export function readPinoLog(bytes: Uint8Array, name = 'log', strict = false): Capture {
+  const packets: CapturedPacket[] = [];
+  const s = readAll(new PinoLogReader({ name, strict }, (p) => packets.push(p)), bytes);
+  return { format: s.format, description: s.description, packets, skipped: s.skipped, warnings: s.warnings };
 }

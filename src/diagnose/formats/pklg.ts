@@ -24,6 +24,7 @@
  * controller. Only the HCI ones become packets; the rest count as skipped records.
  */
 import { CaptureFormatError, type Capture, type CapturedPacket, type HciDirection } from '../capture.js';
+import { ChunkedReader, readAll, type ChunkedReaderOptions } from './chunked.js';
 
 /** PacketLogger record types. */
 export const PklgType = {
@@ -114,75 +115,83 @@ export function looksLikePklg(bytes: Uint8Array): boolean {
   return detectPklgEndian(bytes) !== undefined;
 }
 
+/** Bytes buffered before the byte order is decided (enough for the first {@link PROBE_RECORDS} records). */
+const DETECT_BYTES = PROBE_RECORDS * (RECORD_PREFIX + MAX_LENGTH);
+
 /**
- * Reads a PacketLogger file. Throws a {@link CaptureFormatError} with the byte offset when the first
- * record does not parse in either byte order, or a record is corrupt or cut short (with `lenient`, a
- * cut-short last record is dropped with a warning instead).
+ * Reads a PacketLogger file incrementally (see chunked.ts). A {@link CaptureFormatError} with the
+ * byte offset when the first record does not parse in either byte order or a record is corrupt; a
+ * cut-short last record is dropped with a warning (with `strict`, an error).
  */
-export function readPklg(bytes: Uint8Array, name = 'capture', lenient = false): Capture {
-  if (bytes.length === 0) throw new CaptureFormatError(`${name}: empty file, not a PacketLogger capture`, { offset: 0 });
-  const endian = detectPklgEndian(bytes);
-  if (!endian) {
-    throw new CaptureFormatError(`${name}: not a PacketLogger file: ${describeFirstRecord(bytes)}`, { offset: 0 });
+export class PklgReader extends ChunkedReader {
+  readonly format = 'pklg' as const;
+  private endian: PklgEndian | undefined;
+  private swappedTime: boolean | undefined;
+  private index = 0;
+
+  constructor(opts: ChunkedReaderOptions, onPacket: (p: CapturedPacket) => void) {
+    super(opts, onPacket);
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+  description(): string {
+    return `Apple PacketLogger, ${this.endian ?? '?'}-endian${this.swappedTime ? ' (timestamp words swapped)' : ''}`;
+  }
+
+  protected parse(bytes: Uint8Array, base: number, final: boolean): number {
+    if (this.endian === undefined) {
+      if (!final && bytes.length < DETECT_BYTES) return 0;
+      if (bytes.length === 0) throw new CaptureFormatError(`${this.name}: empty file, not a PacketLogger capture`, { offset: 0 });
+      this.endian = detectPklgEndian(bytes);
+      if (!this.endian) throw new CaptureFormatError(`${this.name}: not a PacketLogger file: ${describeFirstRecord(bytes)}`, { offset: 0 });
+    }
+    const endian = this.endian;
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let off = 0;
+    while (bytes.length - off >= RECORD_PREFIX + MIN_LENGTH) {
+      const len = u32(dv, off, endian);
+      if (len < MIN_LENGTH || len > MAX_LENGTH) {
+        throw new CaptureFormatError(
+          `${this.name}: corrupt PacketLogger record ${this.index + 1} at offset ${base + off}: length ${len} is outside ${MIN_LENGTH}..${MAX_LENGTH}`,
+          { offset: base + off },
+        );
+      }
+      if (len > bytes.length - off - RECORD_PREFIX) break;
+      const a = u32(dv, off + 4, endian);
+      const b = u32(dv, off + 8, endian);
+      if (this.swappedTime === undefined && (a >= 1_000_000) !== (b >= 1_000_000)) this.swappedTime = b >= 1_000_000;
+      const [secs, usecs] = this.swappedTime ? [b, a] : [a, b];
+      const type = bytes[off + 12] as number;
+      const hci = HCI_TYPES[type];
+      const number = ++this.index;
+      if (hci) {
+        const payload = bytes.subarray(off + 13, off + RECORD_PREFIX + len);
+        const h4 = new Uint8Array(payload.length + 1);
+        h4[0] = hci[0];
+        h4.set(payload, 1);
+        this.emit({ number, time: secs * 1000 + usecs / 1000, direction: hci[1], h4 });
+      } else {
+        this.skipped++;
+      }
+      off += RECORD_PREFIX + len;
+    }
+    return off;
+  }
+
+  protected tail(rest: Uint8Array, offset: number): void {
+    const number = this.index + 1;
+    const message =
+      rest.length < RECORD_PREFIX + MIN_LENGTH
+        ? `truncated PacketLogger record ${number} at offset ${offset}: its header needs ${RECORD_PREFIX + MIN_LENGTH} bytes, ${rest.length} left`
+        : `truncated PacketLogger record ${number} at offset ${offset}: ${u32(new DataView(rest.buffer, rest.byteOffset, rest.byteLength), 0, this.endian ?? 'big')} bytes announced, ${rest.length - RECORD_PREFIX} left`;
+    this.truncatedTail(message, offset);
+  }
+}
+
+/** Reads a whole PacketLogger file in memory; see {@link PklgReader}. */
+export function readPklg(bytes: Uint8Array, name = 'capture', strict = false): Capture {
   const packets: CapturedPacket[] = [];
-  const warnings: string[] = [];
-  let skipped = 0;
-  let index = 0;
-  let off = 0;
-  let swappedTime: boolean | undefined;
-  while (off < bytes.length) {
-    const number = index + 1;
-    const left = bytes.length - off;
-    if (left < RECORD_PREFIX + MIN_LENGTH) {
-      const message = `${name}: truncated PacketLogger record ${number} at offset ${off}: its header needs ${RECORD_PREFIX + MIN_LENGTH} bytes, ${left} left`;
-      if (lenient) {
-        warnings.push(`${message} (ignored)`);
-        break;
-      }
-      throw new CaptureFormatError(`${message} (a capture cut short? --lenient diagnoses the packets before it)`, { offset: off });
-    }
-    const len = u32(dv, off, endian);
-    if (len < MIN_LENGTH || len > MAX_LENGTH) {
-      throw new CaptureFormatError(
-        `${name}: corrupt PacketLogger record ${number} at offset ${off}: length ${len} is outside ${MIN_LENGTH}..${MAX_LENGTH}`,
-        { offset: off },
-      );
-    }
-    if (len > left - RECORD_PREFIX) {
-      const message = `${name}: truncated PacketLogger record ${number} at offset ${off}: ${len} bytes announced, ${left - RECORD_PREFIX} left`;
-      if (lenient) {
-        warnings.push(`${message} (ignored)`);
-        break;
-      }
-      throw new CaptureFormatError(`${message} (a capture cut short? --lenient diagnoses the packets before it)`, { offset: off });
-    }
-    const a = u32(dv, off + 4, endian);
-    const b = u32(dv, off + 8, endian);
-    if (swappedTime === undefined && (a >= 1_000_000) !== (b >= 1_000_000)) swappedTime = b >= 1_000_000;
-    const [secs, usecs] = swappedTime ? [b, a] : [a, b];
-    const type = bytes[off + 12] as number;
-    const hci = HCI_TYPES[type];
-    if (hci) {
-      const payload = bytes.subarray(off + 13, off + RECORD_PREFIX + len);
-      const h4 = new Uint8Array(payload.length + 1);
-      h4[0] = hci[0];
-      h4.set(payload, 1);
-      packets.push({ number, time: secs * 1000 + usecs / 1000, direction: hci[1], h4 });
-    } else {
-      skipped++;
-    }
-    index++;
-    off += RECORD_PREFIX + len;
-  }
-  return {
-    format: 'pklg',
-    description: `Apple PacketLogger, ${endian}-endian${swappedTime ? ' (timestamp words swapped)' : ''}`,
-    packets,
-    skipped,
-    warnings,
-  };
+  const s = readAll(new PklgReader({ name, strict }, (p) => packets.push(p)), bytes);
+  return { format: s.format, description: s.description, packets, skipped: s.skipped, warnings: s.warnings };
 }
 
 function describeFirstRecord(bytes: Uint8Array): string {
