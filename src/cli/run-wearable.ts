@@ -100,6 +100,10 @@ export interface StartWearableOptions {
   peripheral?: Partial<PeripheralOptions>;
   /** Start the simulated sensor values (heart rate, battery, records). */
   simulateValues?: boolean;
+  /** Serve this database instead of loading one from settings.gattFile (the library's `gatt` option). */
+  database?: LoadedDatabase;
+  /** Sees every HCI packet too (after the trace and the live diagnosis). */
+  onPacket?: (dir: PacketDirection, h4: Uint8Array) => void;
 }
 
 /**
@@ -142,7 +146,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
   let trace: BtsnoopWriter | undefined;
   let peripheral: Peripheral | undefined;
   try {
-    const database = await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log });
+    const database = o.database ?? (await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log }));
     if (settings.btsnoop) trace = await BtsnoopWriter.open(settings.btsnoop);
     const diagnoser = new LiveDiagnoser({ clock, log: log.child({ layer: 'diagnose' }), resolveAddress: (a) => bonds.resolve(a)?.peer });
     diagnoser.on('finding', (f) => log.warn({ rule: f.rule }, renderFinding(f)));
@@ -153,6 +157,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       const d = dir === 'sent' ? 'tx' : 'rx';
       diagnoser.trace(d, h4);
       if (log.isLevelEnabled('debug')) log.debug(hciLogFields(d, h4, packetNumber), HCI_LOG_MSG);
+      o.onPacket?.(dir, h4);
     };
     const openedAt = clock.now();
     const windowMs = settings.pairingWindowS === undefined ? undefined : settings.pairingWindowS * 1000;
