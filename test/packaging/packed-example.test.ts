@@ -78,6 +78,11 @@ before(() => {
     `import { ${values.join(', ')} } from 'wearable-host';\nimport type { ${types.join(', ')} } from 'wearable-host';\n` +
       `export const values: unknown[] = [${values.join(', ')}];\n`,
   );
+  // The 20-line test at the top of docs/api.md, compiled (not run) with the example.
+  const doc = readFileSync(join(root, 'docs', 'api.md'), 'utf8');
+  const snippet = /```ts\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(snippet && snippet.split('\n').length <= 24, 'docs/api.md starts with a short HIL test');
+  writeFileSync(join(app, 'test', 'api-doc-snippet.ts'), snippet);
   tscResult = run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
 });
 
@@ -93,8 +98,8 @@ test('the tarball ships the entry module, its .d.ts, the bin and the docs, and n
   assert.equal(pkg.types, './dist/src/index.d.ts');
 });
 
-test('every name docs/api.md lists is exported by the packed package, and typed', () => {
-  assert.equal(tscResult?.status, 0, `tsc of the example and of an import of every documented name:\n${String(tscResult?.stdout)}${String(tscResult?.stderr)}`);
+test('every name docs/api.md lists is exported by the packed package, and typed; its opening HIL test compiles', () => {
+  assert.equal(tscResult?.status, 0, `tsc of the example, the docs' HIL test and an import of every documented name:\n${String(tscResult?.stdout)}${String(tscResult?.stderr)}`);
   const names = documentedNames();
   assert.ok(names.length >= 40, `found ${names.length} names in docs/api.md`);
   const values = names.filter((n) => n.kind !== 'type').map((n) => n.name);
