@@ -117,8 +117,11 @@ test('a node --test file that uses the library and calls close() exits by itself
     // A fresh runner: without NODE_TEST_CONTEXT the child reports on its own stdout.
     const env = { ...process.env };
     delete env['NODE_TEST_CONTEXT'];
-    const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { timeout: 60_000, encoding: 'utf8', env });
-    assert.equal(r.signal, null, `killed after 60 s: the process did not exit by itself\n${r.stdout}`);
+    // The run takes about a second. The bound is below the helpers' default timeouts (30-40 s):
+    // a deadline timer left running after its wait settled would keep the process alive past it
+    // (seen: 40 s with pair()'s timer not cleared).
+    const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { timeout: 20_000, encoding: 'utf8', env });
+    assert.equal(r.signal, null, `killed after 20 s: the process did not exit by itself\n${r.stdout}`);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /# pass 1\n/);
   } finally {
