@@ -103,6 +103,10 @@ export interface StartWearableOptions {
   peripheral?: Partial<PeripheralOptions>;
   /** Start the simulated sensor values (heart rate, battery, records). */
   simulateValues?: boolean;
+  /** Serve this database instead of loading one from settings.gattFile (the library's `gatt` option). */
+  database?: LoadedDatabase;
+  /** Sees every HCI packet too (after the trace and the live diagnosis). */
+  onPacket?: (dir: PacketDirection, h4: Uint8Array) => void;
 }
 
 /**
@@ -148,7 +152,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
     // Opened inside the try: a bond file that cannot be used must not leave the port open.
     bonds ??= await openBondStore(settings, log);
     const store = bonds;
-    const database = await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log });
+    const database = o.database ?? (await loadDatabase({ gattFile: settings.gattFile, name: settings.name, clock, log }));
     if (settings.btsnoop) trace = await BtsnoopWriter.open(settings.btsnoop);
     const diagnoser = new LiveDiagnoser({
       clock,
@@ -164,6 +168,7 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       const d = dir === 'sent' ? 'tx' : 'rx';
       diagnoser.trace(d, h4);
       if (log.isLevelEnabled('debug')) log.debug(hciLogFields(d, h4, packetNumber), HCI_LOG_MSG);
+      o.onPacket?.(dir, h4);
     };
     const openedAt = clock.now();
     const windowMs = settings.pairingWindowS === undefined ? undefined : settings.pairingWindowS * 1000;
