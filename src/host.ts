@@ -277,9 +277,13 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
   private linksGone(ms: number): Promise<void> {
     if (this.links.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
+      // The injected clock's timers do not keep the process alive (a library user's test would see
+      // its event loop drain with stop() pending): hold the loop for at most the same bound, in wall time.
+      const keepAlive = setTimeout(() => undefined, ms);
       const done = (): void => {
         if (this.links.size > 0 && timer !== undefined) return;
         this.opts.clock.clearTimeout(timer);
+        clearTimeout(keepAlive);
         this.off('disconnected', done);
         resolve();
       };

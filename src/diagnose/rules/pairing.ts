@@ -130,7 +130,7 @@ export const pairingWithoutBonding: RuleDef = {
   fixes: [
     { where: 'firmware', text: 'Keep bonding on: Zephyr CONFIG_BT_BONDABLE=y (bt_set_bondable(true)), CONFIG_BT_SETTINGS=y with settings_load() so bonds survive a reset, and do not clear the key distribution bits the phone asks for (IdKey, EncKey); CONFIG_BT_BONDING_REQUIRED=y makes the accessory refuse non-bonding requests instead.' },
     { where: 'phone', text: "A phone's system pairing always bonds; a central that clears the Bonding flag is a test tool or a custom stack: turn bonding on there." },
-    { where: 'wearable-host', text: `wearable-host always bonds; check that its bond store (${OPTION.bonds} FILE) is writable.` },
+    { where: 'wearable-host', text: `This host always bonds; check that its bond store (${OPTION.bonds} FILE) is writable.` },
   ],
   sources: ['Core 5.4 Vol 3 Part H 3.5.1 (Bonding_Flags), 3.6.1 (key distribution), 2.4.1', 'Zephyr Kconfig BT_BONDABLE, BT_BONDING_REQUIRED, BT_SETTINGS'],
   match(ctx) {
