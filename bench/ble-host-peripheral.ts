@@ -4,7 +4,7 @@
  * virtual controller of the same air, reached through {@link BleHostTransport}.
  *
  * ble-host keeps bond storage under `NodeBleLib-storage-dir` in the working directory
- * (REFERENCE.md): the benchmark runs it from a temporary directory.
+ * (docs/field-notes.md): the benchmark runs it from a temporary directory.
  */
 import { createRequire } from 'node:module';
 import type { BleHostModule, BleManager, Connection, GattServerCharacteristic } from './ble-host.js';

@@ -12,7 +12,7 @@
  * 1. `notPermitted` -> 0x02 Read Not Permitted / 0x03 Write Not Permitted.
  * 2. A security requirement on an unencrypted link -> 0x05 Insufficient Authentication when no
  *    LTK exists for the peer (the client should pair), 0x0F Insufficient Encryption when one
- *    does (the client should encrypt) (REFERENCE.md "Error semantics").
+ *    does (the client should encrypt) (docs/field-notes.md "Error semantics").
  * 3. Encrypted, but `authenticated` needs a MITM key and `secureConnections` an authenticated LE
  *    Secure Connections key -> 0x05.
  * 4. Encrypted with a key shorter than the minimum (16 unless configured; always 16 for
@@ -302,7 +302,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
    * encrypted and the peer is bonded: restore its CCCDs and Client Supported Features, record the
    * database it now sees, and indicate Service Changed when the database changed since its last
    * connection. Never before encryption: iOS drops a link that gets Service Changed before it
-   * encrypted (REFERENCE.md, weliem/bluez_inc #117).
+   * encrypted (docs/field-notes.md, weliem/bluez_inc #117).
    */
   onSecurityChanged(): void {
     if (this.closed || !this.lower.security.encrypted) return;

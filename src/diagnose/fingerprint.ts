@@ -1,6 +1,6 @@
 /**
  * Which kind of phone is this? A HINT ONLY, always labelled as a guess: the signals are the phone's
- * Pairing Request fields and the ATT MTU it asks for, compared with the values REFERENCE.md lists
+ * Pairing Request fields and the ATT MTU it asks for, compared with the values docs/field-notes.md lists
  * (its "Pairing Request seen" and "MTU" rows: AOSP smp_act.cc; noble #243, an iOS 9 era capture
  * whose values are unverified on current iOS; esysberlin/ble-guides; Android docs). Nothing in the
  * diagnosis depends on it.

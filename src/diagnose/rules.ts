@@ -6,7 +6,7 @@
  * what each rule relies on.
  *
  * Terms: "the phone" is the central, "the accessory" the peripheral, whichever of them the capture
- * was taken on (see timeline.ts). Sources are those of /work/shared/REFERENCE.md:
+ * was taken on (see timeline.ts). Sources are those of docs/field-notes.md:
  * Apple Accessory Design Guidelines (ADG, 2022) sections 35.6, 40.8, 40.10; Nordic DevZone threads
  * 86794, 72912, 66416, 60455; Apple developer forums 776041; Zephyr smp.c (update_keys_check,
  * BT_SMP_SC_PAIR_ONLY), gatt.c and issues #49927, #87820, #23226; NimBLE-Arduino #116; apache nimble
@@ -138,7 +138,7 @@ const securityRequestIgnored: RuleDef = {
     { where: 'wearable-host', text: `Let a protected characteristic trigger pairing: ${OPTION.securityRequest} after-att-rejection (or never), and make sure the characteristics the app uses require encryption, so the phone's first access gets 0x05 Insufficient Authentication.` },
     { where: 'phone', text: 'Open the app (or a GATT browser such as nRF Connect or LightBlue) and read or write a protected characteristic: that access is what makes iOS pair and show the prompt.' },
   ],
-  sources: ['Apple ADG 2022 sec. 40.10', 'Nordic DevZone 86794, 72912, 66416', 'REFERENCE.md: Security Request row (zephyr devel list, google/bumble #498)'],
+  sources: ['Apple ADG 2022 sec. 40.10', 'Nordic DevZone 86794, 72912, 66416', 'docs/field-notes.md: Security Request row (zephyr devel list, google/bumble #498)'],
   match(ctx) {
     const { sec, conn } = ctx;
     const sr = sec.securityRequests[0];
@@ -182,7 +182,7 @@ const phoneKeptStaleBond: RuleDef = {
     { where: 'phone', text: FORGET_ON_PHONE },
     { where: 'wearable-host', text: `Keep the bond store across restarts and updates: run with the same ${OPTION.bonds} FILE, and check with \`wearable-host bonds list\` that the phone's identity is still there.` },
   ],
-  sources: ['Apple developer forums 776041', 'Nordic DevZone 60455', 'REFERENCE.md: LTK Request with EDIV = 0 and Rand = 0 answered negatively -> 0x06'],
+  sources: ['Apple developer forums 776041', 'Nordic DevZone 60455', 'docs/field-notes.md: LTK Request with EDIV = 0 and Rand = 0 answered negatively -> 0x06'],
   match(ctx) {
     const { sec } = ctx;
     const hits: RuleHit[] = [];
@@ -363,7 +363,7 @@ const legacyPairingRefused: RuleDef = {
     { where: 'phone', text: 'Use a central whose Bluetooth stack supports LE Secure Connections (Bluetooth 4.2 or later host); every current iPhone and Android phone does. A test tool or library acting as the central may need its SC option turned on.' },
     { where: 'wearable-host', text: 'No option: wearable-host pairs with LE Secure Connections only, on purpose.' },
   ],
-  sources: ['REFERENCE.md: Legacy Pairing Request to an LESC-only device -> 0x03 (Zephyr BT_SMP_SC_PAIR_ONLY)', 'Core 5.4 Vol 3 Part H 3.5.1 (AuthReq SC bit)'],
+  sources: ['docs/field-notes.md: Legacy Pairing Request to an LESC-only device -> 0x03 (Zephyr BT_SMP_SC_PAIR_ONLY)', 'Core 5.4 Vol 3 Part H 3.5.1 (AuthReq SC bit)'],
   match(ctx) {
     const { sec } = ctx;
     for (const fail of sec.pairingFailures) {
@@ -386,7 +386,7 @@ const pairingCancelled: RuleDef = {
   fixes: [
     { where: 'phone', text: 'Pair again and tap "Pair" on the prompt within 30 seconds, with the phone unlocked. If no prompt appears at all, check that the phone does not still hold an old bond (Forget This Device).' },
   ],
-  sources: ['Core 5.4 Vol 3 Part H 3.4 (SMP timeout 30 s), 3.5.5 (Pairing Failed reasons)', 'REFERENCE.md: Just Works prompt (bluez #650, RxAndroidBle FAQ)'],
+  sources: ['Core 5.4 Vol 3 Part H 3.4 (SMP timeout 30 s), 3.5.5 (Pairing Failed reasons)', 'docs/field-notes.md: Just Works prompt (bluez #650, RxAndroidBle FAQ)'],
   match(ctx) {
     const { sec, conn } = ctx;
     // 0x08 is what a phone sends when the user cancels; on a Just Works pairing (a consent prompt, no
@@ -462,7 +462,7 @@ const securityRequestCollision: RuleDef = {
   fixes: [
     { where: 'wearable-host', text: `Do not send a Security Request to a phone that encrypts by itself: ${OPTION.securityRequest} after-att-rejection (or never). A bonded phone is re-encrypted through its LTK request without one.` },
   ],
-  sources: ['wonderslug/esphome-ancs #15 (the 0x0D reason is that project\'s reading, uncertain)', 'REFERENCE.md: Security Request on reconnect can collide with iOS starting encryption'],
+  sources: ['wonderslug/esphome-ancs #15 (the 0x0D reason is that project\'s reading, uncertain)', 'docs/field-notes.md: Security Request on reconnect can collide with iOS starting encryption'],
   match(ctx) {
     const { sec, conn } = ctx;
     const starts = [...sec.ltkRequests, ...sec.startEncryptions];

@@ -30,7 +30,7 @@ export function leEncryptSampleWire(): { key: Uint8Array; plaintext: Uint8Array;
   };
 }
 
-/** Zephyr vendor platform/variant of an nRF53 (Zephyr hci_vs.h; REFERENCE.md). */
+/** Zephyr vendor platform/variant of an nRF53 (Zephyr hci_vs.h; docs/field-notes.md). */
 const NORDIC_PLATFORM = 0x0002;
 const NRF53_VARIANT = 0x0003;
 /** The data length the firmware overlay sets (firmware/hci_uart.conf). */

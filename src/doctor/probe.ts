@@ -1,7 +1,7 @@
 /**
  * One HCI Reset attempt over an open transport, judged from the raw bytes: the doctor's way of
  * telling "answers", "silent" and "garbage" apart before any driver is involved. A controller
- * running Zephyr `hci_uart` sends nothing until it gets a command (no start-up event, REFERENCE.md),
+ * running Zephyr `hci_uart` sends nothing until it gets a command (no start-up event, docs/field-notes.md),
  * so the only way to know it is there is to ask. Core 5.4 Vol 4 Part E 7.3.2 (Reset),
  * 7.7.14 (Command Complete).
  */

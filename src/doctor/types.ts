@@ -46,7 +46,7 @@ export interface LinkSettings {
   rtscts: boolean;
 }
 
-/** The settings `hci_uart` on the nRF5340-DK uses: the sample's board overlay (REFERENCE.md). */
+/** The settings `hci_uart` on the nRF5340-DK uses: the sample's board overlay (docs/field-notes.md). */
 export const DK_LINK: Readonly<LinkSettings> = { baudRate: 1_000_000, rtscts: true };
 
 /** Baud rates tried, most likely first: the sample's rate, then rates other builds and adapters use. */

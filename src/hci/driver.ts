@@ -4,7 +4,7 @@
  * - Commands: FIFO queue with flow control on Num_HCI_Command_Packets (Core 5.4 Vol 4 Part E 4.4),
  *   Command Complete vs Command Status per the command table, a timeout per command, typed returns,
  *   `HciError(status, opcode)` for a refusal.
- * - Bring-up for the nRF5340 `hci_uart` SoftDevice Controller (REFERENCE.md): no start-up event,
+ * - Bring-up for the nRF5340 `hci_uart` SoftDevice Controller (docs/field-notes.md): no start-up event,
  *   so flush, HCI Reset with retries, then the reads and masks the host needs.
  * - ACL: fragmentation and credits ({@link AclScheduler}), reassembly ({@link AclReassembler}).
  * - Connections and link events as typed events; Hardware Error and Zephyr fatal-error vendor
@@ -164,7 +164,7 @@ export interface HciOptions {
   resetAttempts?: number;
   /**
    * Zero bytes written before each Reset retry, so a controller stuck in the middle of a packet
-   * completes it and hci_uart discards the rest as invalid type bytes (REFERENCE.md). Default 260; 0 disables.
+   * completes it and hci_uart discards the rest as invalid type bytes (docs/field-notes.md). Default 260; 0 disables.
    */
   resyncBytes?: number;
   /** Largest incoming L2CAP frame (header included) on any connection. Default 65535 + 4. */

@@ -4,7 +4,7 @@
  * Defaults follow the controller: 1,000,000 baud, 8N1, RTS/CTS on (the sample's overlay enables
  * hardware flow control), exclusive open. Writes are cut into chunks of at most 64 bytes, each
  * handed to the OS only after the previous one completed: single writes over 64 bytes have been
- * reported truncated through the J-Link VCOM at 1 Mbaud (REFERENCE.md, zephyr #83046).
+ * reported truncated through the J-Link VCOM at 1 Mbaud (docs/field-notes.md, zephyr #83046).
  *
  * Unplug detection: on Linux a vanished tty often reads as end-of-file (0 bytes), which
  * `@serialport/bindings-cpp` 13 retries forever instead of reporting (serialport/bindings-cpp

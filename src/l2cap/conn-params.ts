@@ -1,6 +1,6 @@
 /**
  * LE connection parameters in HCI units, and the rules Apple publishes for accessories
- * (Accessory Design Guidelines, section 35.6 "Connection Parameters"; REFERENCE.md). The same
+ * (Accessory Design Guidelines, section 35.6 "Connection Parameters"; docs/field-notes.md). The same
  * check serves the peripheral's update request and the diagnosis of captured connections.
  */
 

@@ -4,7 +4,7 @@
  * otherwise corrects one row (or a `--profile` override) and nothing else. The simulated phone
  * (phone.ts) only interprets these values; it has no iOS- or Android-specific branches of its own.
  *
- * Sources are REFERENCE.md's "Phones: iOS and Android as the central" table unless a row says more.
+ * Sources are docs/field-notes.md's "Phones: iOS and Android as the central" table unless a row says more.
  * Status: 'documented' (vendor documentation or the platform's source code), 'observed' (public
  * captures or reports of real phones), 'unverified' (a best guess with the reason; check it against
  * a capture before relying on it).
@@ -73,9 +73,9 @@ export const PHONE_RULES = {
       initiatorKeyDist: KeyDist.EncKey | KeyDist.IdKey | KeyDist.SignKey | KeyDist.LinkKey,
       responderKeyDist: KeyDist.EncKey | KeyDist.IdKey | KeyDist.SignKey | KeyDist.LinkKey,
     },
-    source: 'iOS: noble #243 (an iOS 9 era capture); Android: AOSP smp_act.cc (CT2 when LMP >= 5.0); REFERENCE.md "Pairing Request seen"',
+    source: 'iOS: noble #243 (an iOS 9 era capture); Android: AOSP smp_act.cc (CT2 when LMP >= 5.0); docs/field-notes.md "Pairing Request seen"',
     status: UNVERIFIED_IOS,
-    note: 'iOS values are from an old capture; current iOS may differ (REFERENCE.md marks them unverified)',
+    note: 'iOS values are from an old capture; current iOS may differ (docs/field-notes.md marks them unverified)',
   }),
   mtu: rule<number>({
     topic: 'ATT MTU asked for in Exchange MTU (the phone starts it)',

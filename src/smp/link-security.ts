@@ -22,7 +22,7 @@ export interface LinkSecurity {
   /**
    * Whether an LTK exists for this peer (a stored bond, or one from a pairing on this connection).
    * Decides between ATT 0x05 Insufficient Authentication (no key: the client should pair) and
-   * 0x0F Insufficient Encryption (key exists: the client should encrypt). REFERENCE.md, Zephyr gatt.c.
+   * 0x0F Insufficient Encryption (key exists: the client should encrypt). docs/field-notes.md, Zephyr gatt.c.
    */
   hasLtk(): boolean;
 }

@@ -34,7 +34,7 @@ export const PHONE_RPA_2 = generateRpa(PHONE_IRK, rng);
 /** An RPA of another phone (another IRK). */
 export const OTHER_RPA = generateRpa(generateIrk(rng), rng);
 
-/** iOS-like Pairing Request (REFERENCE.md table): KeyboardDisplay, AuthReq 0x0D, max key 16, 0x03/0x03. */
+/** iOS-like Pairing Request (docs/field-notes.md table): KeyboardDisplay, AuthReq 0x0D, max key 16, 0x03/0x03. */
 export const IOS_PAIRING_REQUEST: PairingFeatures = { ioCapability: 0x04, oobDataFlag: 0, authReq: 0x0d, maxKeySize: 16, initiatorKeyDist: 0x03, responderKeyDist: 0x03 };
 /** Android-like Pairing Request: KeyboardDisplay, AuthReq 0x2D (CT2), max key 16, 0x0F/0x0F. */
 export const ANDROID_PAIRING_REQUEST: PairingFeatures = { ioCapability: 0x04, oobDataFlag: 0, authReq: 0x2d, maxKeySize: 16, initiatorKeyDist: 0x0f, responderKeyDist: 0x0f };

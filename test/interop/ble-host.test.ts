@@ -6,7 +6,7 @@
  *   LESC pairing with identity distribution, notifications, a confirmed indication, a long write,
  *   and reconnection from a new RPA with the stored key.
  * Assertions are on what our side and the controllers saw; ble-host's own flags after
- * reconnection are known to be wrong in its npm tarball (REFERENCE.md) and are not trusted.
+ * reconnection are known to be wrong in its npm tarball (docs/field-notes.md) and are not trusted.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -11,7 +11,7 @@ test('every rule has a topic, a source and a status for each phone', () => {
   }
 });
 
-test("the profiles carry REFERENCE.md's values: Pairing Request fields and MTU", () => {
+test("the profiles carry docs/field-notes.md's values: Pairing Request fields and MTU", () => {
   const ios = phoneProfile('ios');
   const android = phoneProfile('android');
   assert.deepEqual(ios.pairingRequest, { ioCapability: 0x04, authReq: 0x0d, maxKeySize: 16, initiatorKeyDist: 0x03, responderKeyDist: 0x03 });

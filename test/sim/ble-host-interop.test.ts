@@ -1,7 +1,7 @@
 /**
  * An independent host stack (npm ble-host) on two virtual controllers, in real time: if the
  * controller's HCI behaviour were off, a stack written against real controllers would notice.
- * Assertions are on what the controllers sent, not on ble-host's own result fields (REFERENCE.md:
+ * Assertions are on what the controllers sent, not on ble-host's own result fields (docs/field-notes.md:
  * its npm release reports some of them wrongly).
  */
 import { test } from 'node:test';
