@@ -275,7 +275,7 @@ export interface ReadBtsnoopOptions {
 }
 
 /** Linux monitor opcodes that carry HCI packets -> [H:4 type, direction]. BlueZ doc/btsnoop.txt. */
-const MONITOR_OPCODES: Record<number, [H4Type, BtsnoopDirection]> = {
+export const MONITOR_OPCODES: Readonly<Record<number, readonly [H4Type, BtsnoopDirection]>> = {
   0x0002: [H4Type.Command, 'sent'],
   0x0003: [H4Type.Event, 'received'],
   0x0004: [H4Type.Acl, 'sent'],

@@ -12,6 +12,8 @@ import { Peripheral } from '../host.js';
 import { createMemoryTransportPair } from '../hci/memory-transport.js';
 import { BtsnoopWriter } from '../hci/btsnoop.js';
 import type { PacketDirection } from '../hci/driver.js';
+import type { Transport } from '../hci/transport.js';
+import type { SmpPolicy } from '../smp/types.js';
 import { MemoryBondStore } from '../bonds/memory.js';
 import { WearableProfile, SimulatedFeeder } from '../gatt/profile.js';
 import { VirtualAir } from '../sim/air.js';
@@ -118,29 +120,16 @@ export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult
   air.createController({ name: 'wearable-nrf5340', seed: `${seed}/wearable` }).attach(wCtrl);
   air.createController({ name: 'phone-nrf5340', seed: `${seed}/phone` }).attach(pCtrl);
 
-  const trace = o.btsnoopPath ? BtsnoopWriter.open(o.btsnoopPath, { clock }) : undefined;
-  const onPacket = (dir: PacketDirection, h4: Uint8Array): void => {
-    const time = clock.now();
-    trace?.write(dir, h4, time);
-    packets.push({ number: packets.length + 1, time, direction: dir === 'sent' ? 'host->controller' : 'controller->host', h4: h4.slice() });
-  };
-
-  let captureStart = 0;
-  const wearableBonds = new MemoryBondStore();
-  const app = new WearableProfile({ deviceName: WEARABLE_NAME });
-  const peripheral = new Peripheral({
+  const { trace, peripheral, wearableBonds, app } = simulatedWearable({
     transport: wHost,
     clock,
-    random: seededRandom(`${seed}/wearable`),
-    log: log.child({ device: 'wearable' }),
-    bonds: wearableBonds,
-    db: app.db,
-    name: WEARABLE_NAME,
-    appearance: 0x00c1,
-    serviceUuids16: [0x180d, 0x180f],
+    seed,
+    log,
+    packets,
+    ...(o.btsnoopPath ? { btsnoopPath: o.btsnoopPath } : {}),
     ...(def.wearablePolicy ? { policy: def.wearablePolicy } : {}),
-    trace: onPacket,
   });
+  let captureStart = 0;
   const feeder = new SimulatedFeeder(app, clock, { heartRateIntervalMs: 1000, random: seededRandom(`${seed}/feeder`) });
   const phoneBonds = new MemoryBondStore();
   const phone = new SimulatedPhone({
@@ -276,4 +265,43 @@ export function wireWearableEvents(p: Peripheral, record: (e: WearableEvent) => 
       record({ kind: 'identity-resolved', side: 'wearable', address: formatAddress(r.connectionAddress), identity: formatAddress(r.identity), source: r.source }),
     );
   });
+}
+
+/**
+ * The wearable of a simulated session: our Peripheral with the wearable profile and an in-memory bond
+ * store, every HCI packet it exchanges kept in `packets` (for the diagnosis) and, with `btsnoopPath`,
+ * written to a btsnoop file. Shared by the one-phone scenarios and the two-phone story.
+ */
+export function simulatedWearable(o: {
+  transport: Transport;
+  clock: VirtualClock;
+  seed: string;
+  log: Logger;
+  packets: CapturedPacket[];
+  btsnoopPath?: string;
+  policy?: Partial<SmpPolicy>;
+}): { trace: BtsnoopWriter | undefined; peripheral: Peripheral; wearableBonds: MemoryBondStore; app: WearableProfile } {
+  const { clock, packets } = o;
+  const trace = o.btsnoopPath ? BtsnoopWriter.open(o.btsnoopPath, { clock }) : undefined;
+  const onPacket = (dir: PacketDirection, h4: Uint8Array): void => {
+    const time = clock.now();
+    trace?.write(dir, h4, time);
+    packets.push({ number: packets.length + 1, time, direction: dir === 'sent' ? 'host->controller' : 'controller->host', h4: h4.slice() });
+  };
+  const wearableBonds = new MemoryBondStore();
+  const app = new WearableProfile({ deviceName: WEARABLE_NAME });
+  const peripheral = new Peripheral({
+    transport: o.transport,
+    clock,
+    random: seededRandom(`${o.seed}/wearable`),
+    log: o.log.child({ device: 'wearable' }),
+    bonds: wearableBonds,
+    db: app.db,
+    name: WEARABLE_NAME,
+    appearance: 0x00c1,
+    serviceUuids16: [0x180d, 0x180f],
+    ...(o.policy ? { policy: o.policy } : {}),
+    trace: onPacket,
+  });
+  return { trace, peripheral, wearableBonds, app };
 }

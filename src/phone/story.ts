@@ -17,15 +17,12 @@
  * the way those profiles say; exit code 0 when they all did.
  */
 import { firmwareProfile, type FirmwareName } from '../sim/firmware.js';
-import { Peripheral } from '../host.js';
 import { createMemoryTransportPair } from '../hci/memory-transport.js';
-import { BtsnoopWriter } from '../hci/btsnoop.js';
-import type { PacketDirection } from '../hci/driver.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';
 import { attErrorName } from '../att/pdu.js';
 import { smpReasonName } from '../smp/pdu.js';
 import { MemoryBondStore } from '../bonds/memory.js';
-import { WearableProfile, HealthUuid } from '../gatt/profile.js';
+import { HealthUuid } from '../gatt/profile.js';
 import { VirtualAir } from '../sim/air.js';
 import { buildTimeline } from '../diagnose/timeline.js';
 import { diagnose, type Finding } from '../diagnose/diagnose.js';
@@ -37,7 +34,7 @@ import { seededRandom } from '../util/random.js';
 import { eventsOf, type ScenarioEvent } from './events.js';
 import { PhoneError, SimulatedPhone, type PhoneSession } from './phone.js';
 import { phoneProfile, type PhoneName } from './profiles.js';
-import { wireWearableEvents, WEARABLE_NAME } from './runner.js';
+import { simulatedWearable, wireWearableEvents, WEARABLE_NAME } from './runner.js';
 import type { Check } from './scenarios.js';
 
 /** The story's name for `--scenario`. */
@@ -92,29 +89,14 @@ export async function runStory(o: StoryOptions = {}): Promise<StoryResult> {
 
   const air = new VirtualAir({ clock, seed, log: log.child({ layer: 'sim' }), firmware: firmwareProfile(o.firmware) });
   const packets: CapturedPacket[] = [];
-  const trace = o.btsnoopPath ? BtsnoopWriter.open(o.btsnoopPath, { clock }) : undefined;
-  const onPacket = (dir: PacketDirection, h4: Uint8Array): void => {
-    const at = clock.now();
-    trace?.write(dir, h4, at);
-    packets.push({ number: packets.length + 1, time: at, direction: dir === 'sent' ? 'host->controller' : 'controller->host', h4: h4.slice() });
-  };
-
   const [wHost, wCtrl] = createMemoryTransportPair('wearable', 'wearable-nrf5340');
   air.createController({ name: 'wearable-nrf5340', seed: `${seed}/wearable` }).attach(wCtrl);
-  const wearableBonds = new MemoryBondStore();
-  const app = new WearableProfile({ deviceName: WEARABLE_NAME });
-  const wearable = new Peripheral({
-    transport: wHost,
-    clock,
-    random: seededRandom(`${seed}/wearable`),
-    log: log.child({ device: 'wearable' }),
-    bonds: wearableBonds,
-    db: app.db,
-    name: WEARABLE_NAME,
-    appearance: 0x00c1,
-    serviceUuids16: [0x180d, 0x180f],
-    trace: onPacket,
-  });
+  const {
+    trace,
+    peripheral: wearable,
+    wearableBonds,
+    app,
+  } = simulatedWearable({ transport: wHost, clock, seed, log, packets, ...(o.btsnoopPath ? { btsnoopPath: o.btsnoopPath } : {}) });
   const wearableEvents: ScenarioEvent[] = [];
   wireWearableEvents(wearable, (e) => wearableEvents.push({ ...e, at: clock.now() } as ScenarioEvent));
 

@@ -9,7 +9,7 @@
  * (H1) takes the type from the flags (bit 0 received, bit 1 command/event); 2001 (Linux monitor,
  * BlueZ doc/btsnoop.txt) from the monitor opcode in the flags' low 16 bits.
  */
-import { BtsnoopDatalink, BtsnoopError, readBtsnoop } from '../../hci/btsnoop.js';
+import { BtsnoopDatalink, BtsnoopError, MONITOR_OPCODES, readBtsnoop } from '../../hci/btsnoop.js';
 import { H4Type } from '../../hci/h4.js';
 import { CaptureFormatError, type Capture, type CapturedPacket, type HciDirection } from '../capture.js';
 import { ChunkedReader, readAll, type ChunkedReaderOptions } from './chunked.js';
@@ -34,18 +34,6 @@ const DATALINK_NAMES: Record<number, string> = {
   [BtsnoopDatalink.H1]: 'H1',
   [BtsnoopDatalink.H4]: 'H4',
   [BtsnoopDatalink.Monitor]: 'Linux monitor',
-};
-
-/** Linux monitor opcodes that carry HCI packets -> [H:4 type, direction]. BlueZ doc/btsnoop.txt. */
-const MONITOR_OPCODES: Readonly<Record<number, readonly [number, HciDirection]>> = {
-  0x0002: [H4Type.Command, 'host->controller'],
-  0x0003: [H4Type.Event, 'controller->host'],
-  0x0004: [H4Type.Acl, 'host->controller'],
-  0x0005: [H4Type.Acl, 'controller->host'],
-  0x0006: [H4Type.Sco, 'host->controller'],
-  0x0007: [H4Type.Sco, 'controller->host'],
-  0x0012: [H4Type.Iso, 'host->controller'],
-  0x0013: [H4Type.Iso, 'controller->host'],
 };
 
 /** Reads a btsnoop file incrementally; see the module comment. */
@@ -112,7 +100,7 @@ export class BtsnoopReader extends ChunkedReader {
       } else {
         const m = MONITOR_OPCODES[flags & 0xffff];
         if (m) h4 = withType(m[0], data);
-        direction = m?.[1] ?? 'host->controller';
+        direction = m?.[1] === 'received' ? 'controller->host' : 'host->controller';
       }
       off += RECORD_HEADER + included;
       if (!h4) {
