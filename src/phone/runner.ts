@@ -80,7 +80,7 @@ export interface ScenarioResult {
 }
 
 /** Runs the virtual clock until `p` settles (or `maxMs` of virtual time passed). */
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs: number): Promise<T> {
+export async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
   let settled = false;
   const watched = p.finally(() => {
     settled = true;

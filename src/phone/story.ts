@@ -34,7 +34,7 @@ import { seededRandom } from '../util/random.js';
 import { eventsOf, type ScenarioEvent } from './events.js';
 import { PhoneError, SimulatedPhone, type PhoneSession } from './phone.js';
 import { phoneProfile, type PhoneName } from './profiles.js';
-import { simulatedWearable, wireWearableEvents, WEARABLE_NAME } from './runner.js';
+import { drive, simulatedWearable, wireWearableEvents, WEARABLE_NAME } from './runner.js';
 import type { Check } from './scenarios.js';
 
 /** The story's name for `--scenario`. */
@@ -60,17 +60,6 @@ export interface StoryResult {
   readonly events: Readonly<Record<PhoneName, readonly ScenarioEvent[]>>;
   readonly packets: number;
   readonly error?: string;
-}
-
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  watched.catch(() => undefined);
-  await clock.runUntil(() => settled, maxMs);
-  if (!settled) throw new Error(`the simulation made no progress for ${maxMs / 1000} s of virtual time`);
-  return watched;
 }
 
 function hex2(v: number): string {
