@@ -22,7 +22,7 @@ export interface DiagnoseBenchOptions {
   readonly runs: number;
 }
 
-const SECTION = '7 diagnose';
+const SECTION = '8 diagnose';
 
 /** One session as btsnoop records (no file header) and how long it lasts. */
 function session(): { records: Uint8Array; spanMs: number } {
