@@ -56,6 +56,8 @@ export interface PhoneCommandIo {
   onEvent?(e: ScenarioEvent): void;
   /** The phone-side verdict and the state it was judged on. */
   onJudged?(v: Verdict, state: JudgeState): void;
+  /** The phone's bonds and identity, instead of --bonds / a fresh memory store (sim-controller --phone presets its identity here). */
+  bonds?: BondStore;
 }
 
 function defaultIo(): PhoneCommandIo {
@@ -108,7 +110,7 @@ export async function runPhoneCommand(o: PhoneCommandOptions, ioOverrides: Parti
     rtscts: o.rtscts,
     maxWriteChunk: intOption('--chunk-size', o.chunkSize, 1, 4096),
   });
-  const bonds: BondStore = o.bonds ? await JsonFileBondStore.open(o.bonds, { logger: log.child({ layer: 'bonds' }) }) : new MemoryBondStore();
+  const bonds: BondStore = io.bonds ?? (o.bonds ? await JsonFileBondStore.open(o.bonds, { logger: log.child({ layer: 'bonds' }) }) : new MemoryBondStore());
   const trace = o.btsnoop ? BtsnoopWriter.open(o.btsnoop, { clock: io.clock }) : undefined;
   const t0 = io.clock.now();
   const events: ScenarioEvent[] = [];

@@ -8,6 +8,12 @@
  * looks for the wearable (`--target`, default "Noira Band") and plays `--phone-scenario`
  * (default first-pairing) against whatever host runs on the served controllers; its transcript and
  * verdict go to stdout, and the exit code after Ctrl-C is the verdict's.
+ *
+ * The phone's identity (its controller's static address and its IRK) is a fresh phone on every
+ * run, so running the recipe again against a wearable that kept its bond file pairs a new phone
+ * instead of claiming a bonded identity with another IRK in its Identity Information (Core 5.4 Vol 3
+ * Part H 3.6.4, 3.6.5), which the wearable refuses under its default `--repair reject`. With `--seed`, address and IRK both derive from the seed: the same
+ * phone every run, holding no bond (to the wearable that kept its bond, the phone forgot the device).
  */
 import type { Command } from 'commander';
 import { WearableHostError } from '../util/errors.js';
@@ -20,6 +26,13 @@ import { runPhoneCommand } from './phone-command.js';
 import { controllerOption } from './options.js';
 import { isFirmwareName } from '../sim/firmware.js';
 import { Option } from 'commander';
+import { MemoryBondStore } from '../bonds/memory.js';
+import { generateIrk } from '../bonds/privacy.js';
+import { osRandom, seededRandom } from '../util/random.js';
+import { toHex } from '../util/bytes.js';
+import type { LocalIdentity } from '../bonds/types.js';
+import type { VirtualAir } from '../sim/air.js';
+import type { VirtualController } from '../sim/controller.js';
 
 /** Where the command writes and how it learns to stop; injectable for tests. */
 export interface SimControllerIo {
@@ -103,10 +116,10 @@ export function registerSimControllerCommand(program: Command, ioOverrides: Part
     .option('--pty', 'one pseudo-terminal per controller (needs socat)')
     .option('--tcp <port>', 'one TCP port per controller on 127.0.0.1, from PORT up (0: free ports)')
     .option('--count <n>', 'number of controllers', '1')
-    .option('--seed <seed>', 'deterministic identities and radio randomness')
+    .option('--seed <seed>', 'deterministic identities and radio randomness (with --phone: the same phone address and IRK every run; default a new phone each run)')
     .option('--log-level <level>', `log level (${LEVELS.join(', ')})`, 'info')
     .addOption(controllerOption('firmware the virtual controllers (and the --phone one) run'))
-    .addOption(new Option('--phone <profile>', 'add a simulated phone on the same air that pairs with the wearable').choices([...PHONE_NAMES]))
+    .addOption(new Option('--phone <profile>', 'add a simulated phone on the same air that pairs with the wearable (a new phone, address and IRK, each run)').choices([...PHONE_NAMES]))
     .addOption(
       new Option('--phone-scenario <name>', 'what the simulated phone does')
         .choices(SCENARIO_NAMES.filter((n) => !SCENARIOS[n].needsWearable))
@@ -133,28 +146,45 @@ export function registerSimControllerCommand(program: Command, ioOverrides: Part
 }
 
 /**
+ * The simulated phone's controller on `air` and its identity (the controller's static address and
+ * the IRK it distributes, Core 5.4 Vol 3 Part H 3.6.4, 3.6.5). Both come from the same source so
+ * they always match: `seed` (the same phone on every run) or the OS random source (a new phone).
+ */
+export function simulatedPhoneController(air: VirtualAir, name: string, seed: string | undefined): { controller: VirtualController; identity: LocalIdentity } {
+  const idSeed = seed !== undefined ? `${seed}-phone` : `phone-${toHex(osRandom.bytes(16))}`;
+  const controller = air.createController({ name, seed: idSeed });
+  const irk = generateIrk(seed !== undefined ? seededRandom(`${idSeed}/irk`) : osRandom);
+  return { controller, identity: { address: { type: 'random', address: controller.staticAddress }, irk } };
+}
+
+/**
  * One more controller on the served air, driven in-process by a simulated phone. It scans for the
  * wearable, so it waits until a host brings one of the served controllers up and advertises.
  */
 function startPhone(served: ServedControllers, o: Options, io: SimControllerIo, log: Logger): Promise<number> {
-  const ctrl = served.air.createController({ name: `phone-${o.phone ?? 'ios'}`, seed: `${o.seed ?? 'sim'}-phone` });
+  const { controller, identity } = simulatedPhoneController(served.air, `phone-${o.phone ?? 'ios'}`, o.seed);
   const [host, far] = createMemoryTransportPair('simulated-phone', 'phone-controller');
-  ctrl.attach(far);
+  controller.attach(far);
   io.out(`PHONE ${o.phone} on the same air, looking for "${o.target}" (scenario ${o.phoneScenario})\n`);
   const out = { write: (t: string) => io.out(t) };
-  return runPhoneCommand(
-    {
-      port: 'virtual',
-      baud: '1000000',
-      rtscts: true,
-      chunkSize: '64',
-      profile: o.phone ?? 'ios',
-      target: o.target,
-      scenario: o.phoneScenario,
-      logLevel: o.logLevel === 'info' ? 'silent' : o.logLevel,
-    },
-    { openTransport: () => Promise.resolve(host), out, err: out },
-  ).catch((err: unknown) => {
+  const bonds = new MemoryBondStore();
+  const run = async (): Promise<number> => {
+    await bonds.setLocalIdentity(identity);
+    return runPhoneCommand(
+      {
+        port: 'virtual',
+        baud: '1000000',
+        rtscts: true,
+        chunkSize: '64',
+        profile: o.phone ?? 'ios',
+        target: o.target,
+        scenario: o.phoneScenario,
+        logLevel: o.logLevel === 'info' ? 'silent' : o.logLevel,
+      },
+      { openTransport: () => Promise.resolve(host), out, err: out, bonds },
+    );
+  };
+  return run().catch((err: unknown) => {
     log.error({ err }, 'the simulated phone stopped');
     return 1;
   });
