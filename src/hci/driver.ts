@@ -471,6 +471,22 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     else cmd.resolve(value);
   }
 
+  /**
+   * A status that is no HCI error code (Core 5.4 Vol 1 Part F 1.3 lists them all) did not come from
+   * a working controller: the line corrupted the answer, so whether the command ran is unknown.
+   * The command fails as malformed and, once up, the controller is re-initialised from HCI Reset.
+   */
+  private undefinedStatus(cmd: PendingCommand, status: number): boolean {
+    if (!hciStatusName(status).endsWith('(unknown)')) return false;
+    const hex = `0x${status.toString(16).padStart(2, '0')}`;
+    this.log.warn({ command: cmd.name, hciStatus: hex }, `the controller on ${this.port} answered ${formatOpcode(cmd.opcode)} with ${hex}, which is no HCI error code: the answer was corrupted`);
+    this.settleCommand(cmd, new HciError(undefined, cmd.opcode, { kind: 'malformed', port: this.port, message: `the controller on ${this.port} answered ${formatOpcode(cmd.opcode)} with status ${hex}, which is no HCI error code (a corrupted answer)` }));
+    if (this.resetOnCommandTimeout && this.stateValue === 'ready' && !this.reinitRunning) {
+      queueMicrotask(() => this.reinitialise(`a corrupted answer to ${formatOpcode(cmd.opcode)}`));
+    }
+    return true;
+  }
+
   private commandTimedOut(cmd: PendingCommand): void {
     cmd.timer = undefined;
     if (cmd.settled) return;
@@ -505,7 +521,9 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       this.settleCommand(cmd, new HciError(undefined, opcode, { kind: 'malformed', port: this.port, message: `Command Complete for ${formatOpcode(opcode)} on ${this.port} has no status byte` }));
     } else {
       const status = rp[0] as number;
-      if (status !== HciStatus.Success) {
+      if (status !== HciStatus.Success && this.undefinedStatus(cmd, status)) {
+        // handled
+      } else if (status !== HciStatus.Success) {
         this.settleCommand(cmd, new HciError(status, opcode, { port: this.port }));
       } else if (cmd.reply === 'status') {
         this.settleCommand(cmd, undefined, {});
@@ -547,7 +565,9 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       return;
     }
     this.credits = n;
-    if (status !== HciStatus.Success) {
+    if (status !== HciStatus.Success && this.undefinedStatus(cmd, status)) {
+      // handled
+    } else if (status !== HciStatus.Success) {
       this.settleCommand(cmd, new HciError(status, opcode, { port: this.port }));
     } else if (cmd.reply === 'status') {
       this.settleCommand(cmd, undefined, {});
