@@ -10,6 +10,7 @@ import type { HciConnection } from './hci/connection.js';
 import type { ControllerInfo } from './hci/controller-info.js';
 import { Advertiser, DEFAULT_DEVICE_NAME } from './hci/advertiser.js';
 import { HciStatus } from './hci/status.js';
+import { HciError } from './hci/hci-error.js';
 import { L2capConnection, FixedCid, L2CAP_BASIC_HEADER, SMP_MTU, type L2capOptions } from './l2cap/connection.js';
 import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2cap/conn-params.js';
 import { SecurityManager } from './smp/security-manager.js';
@@ -165,8 +166,32 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     this.advertisingWanted = true;
     if (this.opts.resolvingList) await this.startResolvingList(info, this.advertiser, this.localIdentity);
     if (this.opts.privacy) await this.startPrivacy(this.advertiser, this.localIdentity);
-    await this.advertiser.start();
+    try {
+      await this.advertiser.start();
+    } catch (err) {
+      // A command lost on the line timed out and the driver is re-initialising the controller: the
+      // advertiser restarts once that is done, so start() waits for it instead of failing.
+      if (!(err instanceof HciError) || (err.kind !== 'timeout' && err.kind !== 'reset' && err.kind !== 'malformed') || this.hci.state !== 'initialising') throw err;
+      await this.advertisingAfterReinit(this.advertiser);
+    }
     return info;
+  }
+
+  /** Resolves when the advertiser started again after a re-initialisation; rejects when that failed. */
+  private advertisingAfterReinit(advertiser: Advertiser): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        advertiser.off('started', onStarted);
+        advertiser.off('error', done);
+        this.hci.off('reinitialisationFailed', done);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onStarted = (): void => done();
+      advertiser.on('started', onStarted);
+      advertiser.on('error', done);
+      this.hci.on('reinitialisationFailed', done);
+    });
   }
 
   /**

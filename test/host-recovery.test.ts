@@ -14,6 +14,8 @@ import { seededRandom } from '../src/util/random.js';
 import { silentLogger } from '../src/util/log.js';
 import { fromHex } from '../src/util/bytes.js';
 import { ScriptedController, DK_STATIC_ADDRESS } from './hci/fixtures/scripted-controller.js';
+import { createFaultProxy } from './hci/fixtures/fault-proxy.js';
+import { HciError } from '../src/hci/hci-error.js';
 import type { BondRecord } from '../src/bonds/types.js';
 
 async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
@@ -21,6 +23,8 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   const watched = p.finally(() => {
     settled = true;
   });
+  // Handled by the caller once driven; do not let it count as unhandled meanwhile.
+  watched.catch(() => undefined);
   await clock.runUntil(() => settled, maxMs);
   return watched;
 }
@@ -69,6 +73,54 @@ test('a Hardware Error mid-run: the controller is reset and brought up again, th
   assert.ok(p.advertising, 'advertising again');
   const setAddr = ctrl.commands.filter((c) => c.name === 'LeSetRandomAddress').at(-1);
   assert.deepEqual(setAddr?.params, { address: DK_STATIC_ADDRESS }, 'the static identity address is set again after the reset');
+  await drive(clock, p.stop());
+});
+
+test('an HCI command timeout after bring-up (its answer lost on the line): the controller is re-initialised from HCI Reset, the lost link is dropped, identity and bonds are kept, advertising resumes', async () => {
+  const clock = new VirtualClock();
+  const proxy = createFaultProxy({ fault: 'drop', at: Infinity, seed: 'timeout' });
+  const ctrl = new ScriptedController(proxy.controller, { clock });
+  const bond: BondRecord = {
+    peer: PHONE,
+    ltk: fromHex('22'.repeat(16)),
+    ediv: 0,
+    rand: 0n,
+    keySize: 16,
+    authenticated: false,
+    secureConnections: true,
+    cccd: {},
+    gatt: { clientFeatures: 0, changeAware: true },
+    createdAt: '2026-01-01T00:00:00.000Z',
+    lastSeenAt: '2026-01-01T00:00:00.000Z',
+  };
+  const bonds = new MemoryBondStore({ bonds: [bond] });
+  const db = buildGattDatabase({ services: [] });
+  const p = new Peripheral({ transport: proxy.host, clock, random: seededRandom('timeout'), log: silentLogger(), bonds, db, connectionParameters: false });
+  await drive(clock, p.start());
+  const identity = p.identity;
+  await drive(clock, ctrl.connect({ handle: 0x40, peer: PHONE }));
+  assert.equal(p.connections.length, 1);
+  const disconnected: number[] = [];
+  p.on('disconnected', (_l, reason) => disconnected.push(reason));
+  const resetsBefore = ctrl.commands.filter((c) => c.name === 'Reset').length;
+  const enablesBefore = ctrl.commands.filter((c) => c.name === 'LeSetAdvertisingEnable').length;
+
+  // The controller answers LE Rand, but the answer is lost on the line.
+  proxy.armNext('drop');
+  const err = await drive(clock, p.hci.command('LeRand', {})).then(
+    () => assert.fail('the command should time out'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof HciError && err.kind === 'timeout');
+  assert.deepEqual([...proxy.injected!.original.subarray(3, 6)], [0x01, 0x18, 0x20], 'the dropped packet was the Command Complete for LE Rand (0x2018)');
+  assert.ok(await clock.runUntil(() => ctrl.commands.filter((c) => c.name === 'LeSetAdvertisingEnable').length > enablesBefore && p.hci.ready, 10_000), 'advertising enabled again');
+  assert.equal(ctrl.commands.filter((c) => c.name === 'Reset').length, resetsBefore + 1, 'one HCI Reset re-initialised the controller');
+  assert.equal(p.connections.length, 0, 'the link the controller lost is gone');
+  assert.deepEqual(disconnected, [0x03]);
+  assert.deepEqual(p.identity, identity, 'same identity');
+  assert.equal(bonds.list().length, 1, 'the bond is kept');
+  assert.ok(p.advertising);
+  assert.equal(ctrl.advertising, true, 'the controller advertises again');
   await drive(clock, p.stop());
 });
 

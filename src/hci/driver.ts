@@ -163,6 +163,16 @@ export interface HciOptions {
   /** HCI Reset attempts before bring-up gives up. Default 3. */
   resetAttempts?: number;
   /**
+   * Whole bring-ups (from HCI Reset) tried when the controller answered Reset but a later bring-up
+   * command was lost, garbled or failed. Default 3.
+   */
+  bringUpAttempts?: number;
+  /**
+   * After a command times out once the controller is up, re-initialise it from HCI Reset (its state
+   * is in doubt: the command may or may not have run). Default true.
+   */
+  resetOnCommandTimeout?: boolean;
+  /**
    * Zero bytes written before each Reset retry, so a controller stuck in the middle of a packet
    * completes it and hci_uart discards the rest as invalid type bytes (docs/field-notes.md). Default 260; 0 disables.
    */
@@ -216,6 +226,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private readonly traceFn: ((dir: PacketDirection, h4Packet: Uint8Array) => void) | undefined;
   private readonly commandTimeoutMs: number;
   private readonly resetTimeoutMs: number;
+  private readonly bringUpAttempts: number;
+  private readonly resetOnCommandTimeout: boolean;
   private readonly resetAttempts: number;
   private readonly resyncBytes: number;
   private readonly opts: HciOptions;
@@ -254,6 +266,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     this.traceFn = opts.trace;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 2000;
     this.resetTimeoutMs = opts.resetTimeoutMs ?? 1000;
+    this.bringUpAttempts = Math.max(1, opts.bringUpAttempts ?? 3);
+    this.resetOnCommandTimeout = opts.resetOnCommandTimeout ?? true;
     this.resetAttempts = Math.max(1, opts.resetAttempts ?? 3);
     this.resyncBytes = opts.resyncBytes ?? 260;
     this.framer = new H4Framer({
@@ -457,6 +471,22 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     else cmd.resolve(value);
   }
 
+  /**
+   * A status that is no HCI error code (Core 5.4 Vol 1 Part F 1.3 lists them all) did not come from
+   * a working controller: the line corrupted the answer, so whether the command ran is unknown.
+   * The command fails as malformed and, once up, the controller is re-initialised from HCI Reset.
+   */
+  private undefinedStatus(cmd: PendingCommand, status: number): boolean {
+    if (!hciStatusName(status).endsWith('(unknown)')) return false;
+    const hex = `0x${status.toString(16).padStart(2, '0')}`;
+    this.log.warn({ command: cmd.name, hciStatus: hex }, `the controller on ${this.port} answered ${formatOpcode(cmd.opcode)} with ${hex}, which is no HCI error code: the answer was corrupted`);
+    this.settleCommand(cmd, new HciError(undefined, cmd.opcode, { kind: 'malformed', port: this.port, message: `the controller on ${this.port} answered ${formatOpcode(cmd.opcode)} with status ${hex}, which is no HCI error code (a corrupted answer)` }));
+    if (this.resetOnCommandTimeout && this.stateValue === 'ready' && !this.reinitRunning) {
+      queueMicrotask(() => this.reinitialise(`a corrupted answer to ${formatOpcode(cmd.opcode)}`));
+    }
+    return true;
+  }
+
   private commandTimedOut(cmd: PendingCommand): void {
     cmd.timer = undefined;
     if (cmd.settled) return;
@@ -469,6 +499,9 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     this.log.warn({ command: cmd.name, timeoutMs: cmd.timeoutMs }, `HCI command ${formatOpcode(cmd.opcode)} timed out on ${this.port}`);
     this.settleCommand(cmd, HciError.timeout(cmd.opcode, this.port, cmd.timeoutMs));
     this.pumpCommands();
+    if (this.resetOnCommandTimeout && this.stateValue === 'ready' && !this.reinitRunning) {
+      this.reinitialise(`no answer to HCI command ${formatOpcode(cmd.opcode)} within ${cmd.timeoutMs} ms`);
+    }
   }
 
   private onCommandComplete(p: EventParams<'CommandComplete'>): void {
@@ -488,7 +521,9 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       this.settleCommand(cmd, new HciError(undefined, opcode, { kind: 'malformed', port: this.port, message: `Command Complete for ${formatOpcode(opcode)} on ${this.port} has no status byte` }));
     } else {
       const status = rp[0] as number;
-      if (status !== HciStatus.Success) {
+      if (status !== HciStatus.Success && this.undefinedStatus(cmd, status)) {
+        // handled
+      } else if (status !== HciStatus.Success) {
         this.settleCommand(cmd, new HciError(status, opcode, { port: this.port }));
       } else if (cmd.reply === 'status') {
         this.settleCommand(cmd, undefined, {});
@@ -530,7 +565,9 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       return;
     }
     this.credits = n;
-    if (status !== HciStatus.Success) {
+    if (status !== HciStatus.Success && this.undefinedStatus(cmd, status)) {
+      // handled
+    } else if (status !== HciStatus.Success) {
       this.settleCommand(cmd, new HciError(status, opcode, { port: this.port }));
     } else if (cmd.reply === 'status') {
       this.settleCommand(cmd, undefined, {});
@@ -592,10 +629,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       new HciError(undefined, 0, { kind: 'reset', port: this.port, message: `abandoned: the controller on ${this.port} is being re-initialised` }),
     );
     try {
-      await this.transport.flushInput();
-      this.framer.reset();
-      await this.resetWithRetries();
-      const info = await this.readController();
+      const info = await this.bringUp();
       this.infoValue = info;
       this.aclTx.configure(info.buffers.aclPacketLength, info.buffers.aclPacketCount);
       this.aclRx.reset();
@@ -615,6 +649,42 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
         this.rejectQueued(e);
       }
       throw err;
+    }
+  }
+
+  /**
+   * HCI Reset, then the reads and settings of bring-up. When the controller answered Reset but a
+   * later step failed (a lost, garbled or inserted packet makes a command time out or fail), the
+   * whole sequence starts again from HCI Reset, up to `bringUpAttempts` times: Reset puts the
+   * controller back in its default state (Core 5.4 Vol 4 Part E 7.3.2), so a retry starts clean.
+   */
+  private async bringUp(): Promise<ControllerInfo> {
+    for (let attempt = 1; ; attempt++) {
+      await this.transport.flushInput();
+      this.framer.reset();
+      try {
+        await this.resetWithRetries();
+        return await this.readController();
+      } catch (err) {
+        if (!(err instanceof HciError) || err.kind === 'closed' || err.kind === 'transport' || (this.stateValue as HciState) === 'closed') throw err;
+        // A controller that never answered Reset is reported at once (resetWithRetries has its own retries).
+        if (err.kind === 'timeout' && err.opcode === Commands.Reset.opcode) throw err;
+        // Commands of the failed attempt still in flight would take the credits of the next one.
+        for (const list of this.inFlight.values()) for (const cmd of list) this.settleCommand(cmd, err);
+        this.inFlight.clear();
+        this.credits = 1;
+        if (attempt >= this.bringUpAttempts) {
+          throw new HciError(err.status, err.opcode, {
+            kind: err.kind,
+            port: this.port,
+            message:
+              `Bring-up of the controller on ${this.port} failed ${attempt} times (each from HCI Reset); last failure: ${err.message}. ` +
+              `Check the serial line (cable, baud rate, flow control), then press the DK's RESET button and start again.`,
+            cause: err,
+          });
+        }
+        this.log.warn({ attempt, attempts: this.bringUpAttempts, err: err.message }, `bring-up of the controller on ${this.port} failed (attempt ${attempt} of ${this.bringUpAttempts}); starting again from HCI Reset`);
+      }
     }
   }
 

@@ -100,8 +100,9 @@ test('a non-zero status in Command Complete rejects with the status and opcode n
   await rig.stop();
 });
 
-test('a command without an answer times out after its timeout (VirtualClock), and the next command still goes out', async () => {
-  const rig = makeRig();
+test('a command without an answer times out after its timeout (VirtualClock), and the next command still goes out (re-initialisation on timeout turned off)', async () => {
+  // With the default resetOnCommandTimeout the timeout re-initialises the controller (test/host-recovery.test.ts).
+  const rig = makeRig({}, { resetOnCommandTimeout: false });
   await rig.hci.init();
   rig.ctrl.on('LeRand', () => 'silent');
   const box: { err?: unknown } = {};
