@@ -4,12 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Command } from 'commander';
-import { registerSimControllerCommand, simulatedPhoneController } from '../../src/cli/sim-controller-command.js';
+import { simulatedPhoneController } from '../../src/cli/sim-controller-command.js';
+import { serveSimulatedPhone } from './fixtures/served-phone.js';
 import { VirtualAir } from '../../src/sim/air.js';
 import { parseWearableSettings, startWearable } from '../../src/cli/run-wearable.js';
 import type { MainCliOptions } from '../../src/cli/options.js';
-import type { ServedControllers } from '../../src/sim/serve.js';
 import { TcpTransport } from '../../src/hci/tcp-transport.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -24,41 +23,21 @@ const DEFAULTS: MainCliOptions = {
   connParams: true, simulatedValues: true,
 };
 
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
-
 test('sim-controller --phone ios pairs with a wearable that attached to a served controller over TCP, and prints a PASS verdict', async () => {
-  let served: ServedControllers | undefined;
-  let stop: (sig: string) => void = () => undefined;
-  let out = '';
-  const program = new Command().exitOverride();
-  registerSimControllerCommand(program, {
-    out: (t) => void (out += t),
-    logger: () => silentLogger(),
-    waitForStop: () => new Promise((resolve) => (stop = resolve)),
-    onServing: (s) => (served = s),
-  });
   const savedExit = process.exitCode;
-  const run = program.parseAsync(['node', 'wearable-host', 'sim-controller', '--tcp', '0', '--phone', 'ios', '--seed', 'phone-test', '--log-level', 'silent']);
-  assert.ok(await until(() => served !== undefined, 5000), 'controllers served');
-  const transport = await TcpTransport.connect(`tcp://127.0.0.1:${served!.controllers[0]!.port}`);
+  const phone = await serveSimulatedPhone(['--phone', 'ios', '--seed', 'phone-test']);
+  const transport = await TcpTransport.connect(phone.url);
   const session = await startWearable({ settings: parseWearableSettings(DEFAULTS), transport, log: silentLogger(), bonds: new MemoryBondStore(), simulateValues: true });
   try {
-    assert.ok(await until(() => out.includes('verdict:'), 30_000), `the phone finished:\n${out}`);
+    assert.ok(await phone.verdict(30_000), `the phone finished:\n${phone.out()}`);
+    const out = phone.out();
     assert.match(out, /^PHONE ios on the same air, looking for "Noira Band"/m);
     assert.match(out, /iOS -> wearable: SMP Pairing Request IO KeyboardDisplay, AuthReq 0x0d/);
     assert.match(out, /verdict: PASS/);
     assert.equal(session.bonds.list().length, 1, 'the wearable stored the phone\'s bond');
   } finally {
     await session.close();
-    stop('SIGINT');
-    await run;
+    await phone.stop();
   }
   assert.equal(process.exitCode, 0, 'exit code is the verdict');
   process.exitCode = savedExit;
@@ -66,35 +45,23 @@ test('sim-controller --phone ios pairs with a wearable that attached to a served
 
 /** One run of the README recipe: sim-controller --phone ios, a wearable attached with its bond file; resolves with stdout. */
 async function runRecipeOnce(bondsFile: string, extra: readonly string[] = []): Promise<{ out: string; exitCode: number | undefined; wearableBonds: number }> {
-  let served: ServedControllers | undefined;
-  let stop: (sig: string) => void = () => undefined;
-  let out = '';
-  const program = new Command().exitOverride();
-  registerSimControllerCommand(program, {
-    out: (t) => void (out += t),
-    logger: () => silentLogger(),
-    waitForStop: () => new Promise((resolve) => (stop = resolve)),
-    onServing: (s) => (served = s),
-  });
   const savedExit = process.exitCode;
   process.exitCode = undefined;
-  const run = program.parseAsync(['node', 'wearable-host', 'sim-controller', '--tcp', '0', '--phone', 'ios', '--log-level', 'silent', ...extra]);
-  assert.ok(await until(() => served !== undefined, 5000), 'controllers served');
-  const transport = await TcpTransport.connect(`tcp://127.0.0.1:${served!.controllers[0]!.port}`);
+  const phone = await serveSimulatedPhone(['--phone', 'ios', ...extra]);
+  const transport = await TcpTransport.connect(phone.url);
   const bonds = await JsonFileBondStore.open(bondsFile, { logger: silentLogger() });
   const session = await startWearable({ settings: parseWearableSettings(DEFAULTS), transport, log: silentLogger(), bonds, simulateValues: true });
   let wearableBonds = 0;
   try {
-    await until(() => out.includes('verdict:'), 30_000);
+    await phone.verdict(30_000);
     wearableBonds = session.bonds.list().length;
   } finally {
     await session.close();
-    stop('SIGINT');
-    await run;
+    await phone.stop();
   }
   const exitCode = typeof process.exitCode === 'number' ? process.exitCode : undefined;
   process.exitCode = savedExit;
-  return { out, exitCode, wearableBonds };
+  return { out: phone.out(), exitCode, wearableBonds };
 }
 
 test('the README recipe run twice against a wearable that kept its bond file: the second phone pairs too (no identity claimed with a different IRK)', async () => {

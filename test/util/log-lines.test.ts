@@ -7,15 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { Command } from 'commander';
 import { runSim } from '../../src/cli/sim-run.js';
-import { registerSimControllerCommand } from '../../src/cli/sim-controller-command.js';
+import { serveSimulatedPhone } from '../cli/fixtures/served-phone.js';
 import { parseWearableSettings, startWearable } from '../../src/cli/run-wearable.js';
 import type { MainCliOptions } from '../../src/cli/options.js';
-import type { ServedControllers } from '../../src/sim/serve.js';
 import { TcpTransport } from '../../src/hci/tcp-transport.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
-import { createLogger, silentLogger } from '../../src/util/log.js';
+import { createLogger } from '../../src/util/log.js';
 import { duplicateKeys, parseStrict } from './strict-json.js';
 
 const PINO_LEVELS = new Set([10, 20, 30, 40, 50, 60]);
@@ -61,20 +59,8 @@ test('every log line of the --sim sessions (iOS and Android, pairing and reconne
 });
 
 test('every log line of the CLI\'s wearable while a phone pairs with it is strict JSON; the security level is not pino\'s level', async () => {
-  let served: ServedControllers | undefined;
-  let stop: (sig: string) => void = () => undefined;
-  let out = '';
-  const program = new Command().exitOverride();
-  registerSimControllerCommand(program, {
-    out: (t) => void (out += t),
-    logger: () => silentLogger(),
-    waitForStop: () => new Promise((resolve) => (stop = resolve)),
-    onServing: (s) => (served = s),
-  });
   const savedExit = process.exitCode;
-  const run = program.parseAsync(['node', 'wearable-host', 'sim-controller', '--tcp', '0', '--phone', 'android', '--seed', 'log-lines', '--log-level', 'silent']);
-  for (let i = 0; i < 250 && !served; i++) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(served, 'controllers served');
+  const phone = await serveSimulatedPhone(['--phone', 'android', '--seed', 'log-lines']);
   const c = capture();
   const log = createLogger({ level: 'debug', pretty: false, destination: c.stream });
   const settings = parseWearableSettings({
@@ -82,15 +68,14 @@ test('every log line of the CLI\'s wearable while a phone pairs with it is stric
     securityRequest: 'never', securityRequestDelay: '0', repair: 'reject', minKeySize: '16', ioCapability: 'no-input-no-output',
     connParams: true, simulatedValues: true,
   } satisfies MainCliOptions);
-  const transport = await TcpTransport.connect(`tcp://127.0.0.1:${served.controllers[0]!.port}`);
+  const transport = await TcpTransport.connect(phone.url);
   const session = await startWearable({ settings, transport, log, bonds: new MemoryBondStore(), simulateValues: true });
   try {
-    for (let i = 0; i < 1500 && !out.includes('verdict:'); i++) await new Promise((r) => setTimeout(r, 20));
-    assert.match(out, /verdict: PASS/);
+    await phone.verdict(30_000);
+    assert.match(phone.out(), /verdict: PASS/);
   } finally {
     await session.close();
-    stop('SIGINT');
-    await run;
+    await phone.stop();
     process.exitCode = savedExit;
   }
   const lines = c.lines();
