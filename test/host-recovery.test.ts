@@ -31,13 +31,11 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
 
 const PHONE = { type: 'random' as const, address: 'C4:12:34:56:78:9A' };
 
-test('a Hardware Error mid-run: the controller is reset and brought up again, the lost link is dropped, identity and bonds are kept, advertising resumes', async () => {
-  const clock = new VirtualClock();
-  const [host, far] = createMemoryTransportPair('wearable', 'scripted-dk');
-  const ctrl = new ScriptedController(far, { clock });
-  const bond: BondRecord = {
+/** A Secure Connections bond with PHONE whose LTK is the byte `ltkByte` sixteen times. */
+function phoneBond(ltkByte: string): BondRecord {
+  return {
     peer: PHONE,
-    ltk: fromHex('11'.repeat(16)),
+    ltk: fromHex(ltkByte.repeat(16)),
     ediv: 0,
     rand: 0n,
     keySize: 16,
@@ -48,6 +46,13 @@ test('a Hardware Error mid-run: the controller is reset and brought up again, th
     createdAt: '2026-01-01T00:00:00.000Z',
     lastSeenAt: '2026-01-01T00:00:00.000Z',
   };
+}
+
+test('a Hardware Error mid-run: the controller is reset and brought up again, the lost link is dropped, identity and bonds are kept, advertising resumes', async () => {
+  const clock = new VirtualClock();
+  const [host, far] = createMemoryTransportPair('wearable', 'scripted-dk');
+  const ctrl = new ScriptedController(far, { clock });
+  const bond = phoneBond('11');
   const bonds = new MemoryBondStore({ bonds: [bond] });
   const db = buildGattDatabase({ services: [{ uuid: 0x180f, characteristics: [{ uuid: 0x2a19, properties: ['read'], value: Uint8Array.of(90) }] }] });
   const p = new Peripheral({ transport: host, clock, random: seededRandom('recovery'), log: silentLogger(), bonds, db, connectionParameters: false });
@@ -80,19 +85,7 @@ test('an HCI command timeout after bring-up (its answer lost on the line): the c
   const clock = new VirtualClock();
   const proxy = createFaultProxy({ fault: 'drop', at: Infinity, seed: 'timeout' });
   const ctrl = new ScriptedController(proxy.controller, { clock });
-  const bond: BondRecord = {
-    peer: PHONE,
-    ltk: fromHex('22'.repeat(16)),
-    ediv: 0,
-    rand: 0n,
-    keySize: 16,
-    authenticated: false,
-    secureConnections: true,
-    cccd: {},
-    gatt: { clientFeatures: 0, changeAware: true },
-    createdAt: '2026-01-01T00:00:00.000Z',
-    lastSeenAt: '2026-01-01T00:00:00.000Z',
-  };
+  const bond = phoneBond('22');
   const bonds = new MemoryBondStore({ bonds: [bond] });
   const db = buildGattDatabase({ services: [] });
   const p = new Peripheral({ transport: proxy.host, clock, random: seededRandom('timeout'), log: silentLogger(), bonds, db, connectionParameters: false });
