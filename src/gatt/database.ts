@@ -858,7 +858,7 @@ function buildCharacteristic(
   ch.endHandle = nextHandle() - 1;
 }
 
-/** Array check without TypeScript's any[] narrowing of readonly arrays. */
+/** Array check that does not narrow a readonly array to a mutable, untyped one (as Array.isArray does). */
 function isArray(v: unknown): boolean {
   return Array.isArray(v);
 }
