@@ -5,8 +5,8 @@
  * little-endian number, keyed with the CSRK; the signature on the wire is SignCounter (4 bytes LE)
  * followed by the most significant 64 bits of the CMAC, little-endian.
  */
-import { aesCmac } from '../smp/crypto.js';
-import { bytesEqualConstantTime, reversed } from '../util/bytes.js';
+import { aesCmac, bytesEqualConstantTime } from '../crypto/index.js';
+import { reversed } from '../util/bytes.js';
 
 /**
  * The 12-byte Authentication Signature for `message` (opcode .. value).

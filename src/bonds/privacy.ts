@@ -1,18 +1,19 @@
 /**
- * LE privacy: the random address hash function ah (re-exported from the SMP crypto toolbox),
+ * LE privacy: the random address hash function ah (re-exported from src/crypto),
  * resolvable private address (RPA) generation and resolution, IRK generation.
  * Core 5.4 Vol 3 Part H 2.2.2 (ah), Vol 6 Part B 1.3.2.2 (RPA format).
  *
  * Byte order: keys, prand and hash are little-endian as on the wire (as in SMP's Identity
  * Information PDU).
  */
-import { addressFromWire, randomAddressKind, type Address } from '../util/address.js';
+import { addressFromWire, addressToWire, randomAddressKind, type Address } from '../util/address.js';
+import { bytesEqual } from '../util/bytes.js';
 import type { RandomSource } from '../util/random.js';
-import { ah, irkResolvesAddress } from '../smp/crypto.js';
+import { ah } from '../crypto/index.js';
 
 /**
  * The random address hash function ah(k, r) = e(k, r') mod 2^24 (Core 5.4 Vol 3 Part H 2.2.2),
- * from the SMP crypto toolbox: IRK 16 bytes LE, prand 3 bytes LE (address bytes 3..5 on the
+ * from src/crypto: IRK 16 bytes LE, prand 3 bytes LE (address bytes 3..5 on the
  * wire), result 3 bytes LE (address bytes 0..2).
  */
 export { ah };
@@ -52,5 +53,7 @@ export function generateRpa(irk: Uint8Array, rng: RandomSource): Address {
  * Core 5.4 Vol 3 Part H 2.2.2 and Vol 6 Part B 1.3.2.3.
  */
 export function irkResolves(irk: Uint8Array, address: Address): boolean {
-  return irkResolvesAddress(irk, address);
+  if (!isResolvablePrivateAddress(address)) return false;
+  const wire = addressToWire(address.address);
+  return bytesEqual(ah(irk, wire.subarray(3, 6)), wire.subarray(0, 3));
 }

@@ -4,7 +4,7 @@
  */
 import { fromHex, reversed, toHex, bytesEqual } from '../util/bytes.js';
 import { formatAddress } from '../util/address.js';
-import { e } from '../smp/crypto.js';
+import { e } from '../crypto/index.js';
 import { errorMessage } from '../hci/transport-errors.js';
 import type { ControllerInfo } from '../hci/controller-info.js';
 import type { ControllerSession } from './env.js';

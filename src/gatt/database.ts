@@ -17,7 +17,7 @@
 import { WearableHostError } from '../util/errors.js';
 import type { Address } from '../util/address.js';
 import type { LinkSecurity } from '../smp/link-security.js';
-import { aesCmac } from '../smp/crypto.js';
+import { aesCmac } from '../crypto/index.js';
 import { reversed, toHex } from '../util/bytes.js';
 import { ATT_MAX_VALUE_LENGTH, type AccessRequirement, type AttributePermissions, ACCESS_REQUIREMENTS } from '../att/types.js';
 import { GattUuid, Uuid, type UuidLike } from './uuid.js';

@@ -28,15 +28,15 @@
  */
 import type { BondRecord, BondStore, BondStoreCapacity, LocalIdentity } from '../bonds/types.js';
 import { formatAddress, randomAddressKind, type Address } from '../util/address.js';
-import { bytesEqualConstantTime } from '../util/bytes.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { randomInt, type RandomSource } from '../util/random.js';
 import { selectAssociation, canDoMitm, type Association } from './association.js';
 import { PairingBackoff } from './backoff.js';
+import { addressForCrypto } from './address-field.js';
 import {
-  addressForCrypto,
+  bytesEqualConstantTime,
   checkPeerPublicKey,
   computeDhKey,
   f4,
@@ -48,7 +48,7 @@ import {
   numericComparisonValue,
   passkeyAsR,
   type P256KeyPair,
-} from './crypto.js';
+} from '../crypto/index.js';
 import { SmpError } from './errors.js';
 import { securityLevelOf, type LinkSecurity, type SecurityLevel } from './link-security.js';
 import {

@@ -53,14 +53,6 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Constant-time comparison for secrets (confirm values, DHKey checks). */
-export function bytesEqualConstantTime(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= (a[i] as number) ^ (b[i] as number);
-  return d === 0;
-}
-
 /** A copy with the byte order reversed (crypto functions take big-endian). */
 export function reversed(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(data.length);

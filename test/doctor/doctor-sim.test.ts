@@ -14,7 +14,7 @@ import { hciSession } from '../../src/doctor/session.js';
 import { runDoctor } from '../../src/doctor/run.js';
 import { formatReport } from '../../src/doctor/format.js';
 import { LE_ENCRYPT_SAMPLE, leEncryptSampleWire } from '../../src/doctor/controller.js';
-import { e } from '../../src/smp/crypto.js';
+import { e } from '../../src/crypto/index.js';
 import { fromHex, toHex } from '../../src/util/bytes.js';
 import type { ControllerSession } from '../../src/doctor/env.js';
 import { DK_LINK, type DoctorReport, type Finding, type LinkSettings } from '../../src/doctor/types.js';

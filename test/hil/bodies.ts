@@ -17,7 +17,7 @@ import { openTransport } from '../../src/hci/open-transport.js';
 import { Hci, type PacketDirection } from '../../src/hci/driver.js';
 import type { ControllerInfo } from '../../src/hci/controller-info.js';
 import { H4Type } from '../../src/hci/h4.js';
-import { e } from '../../src/smp/crypto.js';
+import { e } from '../../src/crypto/index.js';
 import { leEncryptSampleWire } from '../../src/doctor/controller.js';
 import { FIRMWARE_PROFILES, isFirmwareName, type FirmwareName } from '../../src/sim/firmware.js';
 

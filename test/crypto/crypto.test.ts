@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import {
   DEBUG_PRIVATE_KEY,
   DEBUG_PUBLIC_KEY,
-  addressForCrypto,
   aesCmac,
   ah,
   checkPeerPublicKey,
@@ -25,7 +24,6 @@ import {
   h6,
   h7,
   ioCapField,
-  irkResolvesAddress,
   isDebugPublicKey,
   isValidPublicKey,
   keyPairFromPrivateKey,
@@ -33,7 +31,9 @@ import {
   numericComparisonValue,
   passkeyAsR,
   saltFromTag,
-} from '../../src/smp/crypto.js';
+} from '../../src/crypto/index.js';
+import { addressForCrypto } from '../../src/smp/address-field.js';
+import { irkResolves } from '../../src/bonds/privacy.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
 
@@ -192,16 +192,16 @@ test('field helpers: A1/A2 put the address type above the wire address; IOcap is
   assert.equal(toHex(maskKey(k, 16)), toHex(k));
 });
 
-test('irkResolvesAddress accepts an RPA built with ah and refuses others', () => {
+test('irkResolves accepts an RPA built with ah and refuses others', () => {
   const irk = le('ec0234a3 57c8ad05 341010a6 0a397d9b');
   // prand 0x708194 (top bits 01), hash 0x0dfbaa: address 70:81:94:0D:FB:AA.
-  assert.equal(irkResolvesAddress(irk, { type: 'random', address: '70:81:94:0D:FB:AA' }), true);
-  assert.equal(irkResolvesAddress(irk, { type: 'random', address: '70:81:94:0D:FB:AB' }), false);
-  assert.equal(irkResolvesAddress(irk, { type: 'public', address: '70:81:94:0D:FB:AA' }), false);
+  assert.equal(irkResolves(irk, { type: 'random', address: '70:81:94:0D:FB:AA' }), true);
+  assert.equal(irkResolves(irk, { type: 'random', address: '70:81:94:0D:FB:AB' }), false);
+  assert.equal(irkResolves(irk, { type: 'public', address: '70:81:94:0D:FB:AA' }), false);
 });
 
 test('no source file in src/ calls Math.random (randomness is an injected RandomSource)', () => {
-  // dist/test/smp/crypto.test.js -> repository root.
+  // dist/test/crypto/crypto.test.js -> repository root.
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const src = join(root, 'src');
   const offenders: string[] = [];
