@@ -13,7 +13,9 @@ export function need(fn: string, name: string, v: Uint8Array, n: number): void {
 
 /** A copy with the byte order reversed: the functions of Vol 3 Part H 2.2 work MSB first, SMP PDUs carry LSB first. */
 export function reversed(data: Uint8Array): Uint8Array {
-  return data.slice().reverse();
+  // Uint8Array.from, not data.slice(): a Node Buffer's slice is a view, and reverse() would then
+  // reverse the caller's bytes in place.
+  return Uint8Array.from(data).reverse();
 }
 
 /** Concatenates the little-endian arguments as the spec writes them (first argument most significant). */

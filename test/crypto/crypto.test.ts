@@ -224,3 +224,14 @@ test('no source file in src/ calls Math.random (randomness is an injected Random
   assert.ok(scanned > 5, `expected to scan the source tree under ${src}, scanned ${scanned} file(s)`);
   assert.deepEqual(offenders, []);
 });
+
+test('the functions leave their arguments untouched, also when they are Node Buffers (a Buffer slice is a view)', () => {
+  const key = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
+  const block = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+  const before = [toHex(key), toHex(block)];
+  const first = toHex(e(key, block));
+  assert.deepEqual([toHex(key), toHex(block)], before);
+  assert.equal(toHex(e(key, block)), first);
+  const pair = keyPairFromPrivateKey(Buffer.from(DEBUG_PRIVATE_KEY));
+  assert.equal(toHex(pair.publicKey), toHex(DEBUG_PUBLIC_KEY));
+});
