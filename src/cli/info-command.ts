@@ -13,7 +13,7 @@ import { WearableHostError } from '../util/errors.js';
 import { addPortOptions, makeLogger } from './common.js';
 import { controllerOption, parseIntOption } from './options.js';
 import type { FirmwareName } from '../sim/firmware.js';
-import { openPort } from './run-wearable.js';
+import { openPort } from '../lib/session.js';
 
 interface InfoOptions {
   port?: string;

@@ -11,7 +11,7 @@ import { registerDiagnoseCommand } from './diagnose-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { LOG_LEVELS, IO_CAPABILITY_NAMES, controllerOption, parseIntOption, type MainCliOptions } from './options.js';
 import { addPortOptions, makeLogger } from './common.js';
-import { openBondStore, openPort, parseWearableSettings, startWearable, type WearableSession } from './run-wearable.js';
+import { openBondStore, openPort, parseWearableSettings, startWearable, type WearableSession } from '../lib/session.js';
 import { registerSimOptions, runSim } from './sim-run.js';
 import { registerPhoneCommand } from './phone-command.js';
 

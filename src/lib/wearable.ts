@@ -7,10 +7,9 @@
  *   const paired = await wearable.waitFor('paired', { timeoutMs: 10_000 });
  *   await wearable.close();
  */
-import { startWearable, parseWearableSettings, type WearableSession } from '../cli/run-wearable.js';
-import type { MainCliOptions } from '../cli/options.js';
-import type { LoadedDatabase } from '../cli/database.js';
-import { WEARABLE_APPEARANCE } from '../cli/database.js';
+import { startWearable, parseWearableSettings, type WearableSession } from './session.js';
+import type { MainCliOptions } from './options.js';
+import { WEARABLE_APPEARANCE, type LoadedDatabase } from './database.js';
 import { JsonFileBondStore, defaultBondsPath } from '../bonds/json-store.js';
 import { MemoryBondStore } from '../bonds/memory.js';
 import type { BondRecord, BondStore } from '../bonds/types.js';

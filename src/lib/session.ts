@@ -12,7 +12,7 @@ import type { BondStore, WhenBondStoreFull } from '../bonds/types.js';
 import { Peripheral, type PeripheralOptions } from '../host.js';
 import { LiveDiagnoser } from '../diagnose/live.js';
 import { hciLogFields, HCI_LOG_MSG } from '../diagnose/formats/pino.js';
-import { renderFinding } from './render.js';
+import { renderFinding } from '../diagnose/render-finding.js';
 import { formatAddress } from '../util/address.js';
 import { RealClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
