@@ -12,7 +12,7 @@ import type { Transport } from '../src/hci/transport.js';
 import type { PacketDirection } from '../src/hci/driver.js';
 import { L2capConnection, FixedCid } from '../src/l2cap/connection.js';
 import { AttBearer } from '../src/att/bearer.js';
-import { GattClient, type CharacteristicView } from '../src/central/gatt-client.js';
+import { GattClient, type CharacteristicView } from '../src/gatt/client.js';
 import { SecurityManager } from '../src/smp/security-manager.js';
 import type { SmpSession } from '../src/smp/pairing.js';
 import { INSECURE_LINK } from '../src/smp/link-security.js';

@@ -39,7 +39,7 @@ import type { Logger } from '../util/log.js';
 import type { RandomSource } from '../util/random.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
-import { GattClient } from './gatt-client.js';
+import { GattClient } from '../gatt/client.js';
 
 /** Connection parameters asked for in LE Create Connection, HCI units (1.25 ms, 10 ms). */
 export interface InitialConnectionParameters {

@@ -15,7 +15,7 @@ import type { ScenarioEvent } from '../phone/events.js';
 import { MemoryBondStore } from '../bonds/memory.js';
 import type { BondStore } from '../bonds/types.js';
 import type { Transport } from '../hci/transport.js';
-import type { RemoteDatabase } from '../central/gatt-client.js';
+import type { RemoteDatabase } from '../gatt/client.js';
 import type { UuidLike } from '../gatt/uuid.js';
 import { formatAddress, isValidAddressText, normaliseAddress, type Address } from '../util/address.js';
 import { WearableHostError } from '../util/errors.js';

@@ -11,7 +11,7 @@
  * SMP policy fields, so the SMP session sends them itself and feeds the same AuthReq to f6.
  */
 import { Central, CentralError, type CentralLink, type SmpTap } from '../central/central.js';
-import type { RemoteDatabase, CharacteristicView } from '../central/gatt-client.js';
+import type { RemoteDatabase, CharacteristicView } from '../gatt/client.js';
 import type { Transport } from '../hci/transport.js';
 import type { PacketDirection } from '../hci/driver.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';

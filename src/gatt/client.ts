@@ -23,8 +23,8 @@ import { WearableHostError } from '../util/errors.js';
 import type { AttBearer } from '../att/bearer.js';
 import { AttErrorCode, ExecuteWriteFlags, type AttPduOf, type AttRequest, type AttResponse } from '../att/pdu.js';
 import { ATT_MAX_VALUE_LENGTH, AttError } from '../att/types.js';
-import { CccdBit, CharacteristicPropertyBit } from '../gatt/database.js';
-import { GattUuid, Uuid, type UuidLike } from '../gatt/uuid.js';
+import { CccdBit, CharacteristicPropertyBit } from './database.js';
+import { GattUuid, Uuid, type UuidLike } from './uuid.js';
 
 /** A primary service found on the peer. */
 export interface DiscoveredService {

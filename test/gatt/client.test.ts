@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GattClient, GattProcedureError } from '../../src/central/gatt-client.js';
+import { GattClient, GattProcedureError } from '../../src/gatt/client.js';
 import { AttBearer } from '../../src/att/bearer.js';
 import { AttServer } from '../../src/att/server.js';
 import { AttOpcode } from '../../src/att/pdu.js';
