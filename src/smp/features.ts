@@ -57,12 +57,7 @@ export class FeatureExchange {
     return proc;
   }
 
-  /**
-   * Peripheral: send a Security Request now, unless pointless or harmful: a procedure runs, the
-   * link is encrypted or encryption is under way, one was already sent on this connection, the
-   * SMP timeout expired, or pairing is not allowed and no bond exists. Core 5.4 Vol 3 Part H 2.4.6.
-   * Returns whether it was sent.
-   */
+  /** Peripheral: `SmpSession.requestSecurity()` (when a Security Request is sent). Core 5.4 Vol 3 Part H 2.4.6. */
   requestSecurity(): boolean {
     const { ctx } = this;
     if (ctx.lower.role !== 'peripheral') return false;

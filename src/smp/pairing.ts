@@ -96,10 +96,6 @@ const PAIRING_TIMEOUT_MS = 30_000;
 /**
  * The Security Manager of one connection. Implements {@link LinkSecurity} so ATT can read
  * `session.security`.
-
-/**
- * The Security Manager of one connection. Implements {@link LinkSecurity} so ATT can read
- * `session.security`.
  */
 export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity {
   readonly policy: SmpPolicy;
@@ -318,7 +314,6 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     return true;
   }
 
-
   /**
    * Ends the running pairing procedure with Pairing Failed `reason` (the user cancelled, the
    * application gave up), through the same path as every other failure: the procedure ends, the
@@ -438,7 +433,6 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
     w?.reject(err);
   }
 
-
   private backoffPeer(): Address {
     return this.state.identity ?? this.lower.peerAddress;
   }
@@ -529,7 +523,6 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
           : 'try pairing again';
     this.fail(reason, 'peer', hint);
   }
-
 
   private currentProc(epoch: number): Procedure | undefined {
     const proc = this.state.proc;
