@@ -265,7 +265,7 @@ export class FeatureExchange {
     }
     const enc = this.encryption.state;
     if (enc.encrypted && (!mitm || enc.authenticated)) {
-      ctx.log.info({ authReq, level: securityLevelOf(enc) }, `Security Request from ${formatAddress(peer)} ignored: the link is already encrypted at the level asked for`);
+      ctx.log.info({ authReq, securityLevel: securityLevelOf(enc) }, `Security Request from ${formatAddress(peer)} ignored: the link is already encrypted at the level asked for`);
       return;
     }
     const bond = ctx.bonds.resolve(peer);

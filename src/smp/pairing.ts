@@ -586,7 +586,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
       peerIdentity: identity,
       ltk: proc.ltk,
     };
-    this.log.info({ level: info.level, bonded, model: info.model }, `paired with ${formatAddress(identity)}`);
+    this.log.info({ securityLevel: info.level, bonded, model: info.model }, `paired with ${formatAddress(identity)}`);
     this.emit('paired', info);
     const w = this.pairWaiter;
     this.pairWaiter = undefined;
