@@ -13,8 +13,8 @@ import type { BondCommitPolicy } from './bond-policy.js';
 import type { LinkEncryption } from './encryption.js';
 import { SmpError } from './errors.js';
 import { SC_IGNORED_DIST, planDistribution, requestKeyDistribution, responseKeyDistribution, unofferedKeys } from './key-distribution.js';
-import { AuthReq, SmpReason, ioCapabilityName, type PairingFeatures, type SmpPduOf } from './pdu.js';
 import { securityLevelOf } from './link-security.js';
+import { AuthReq, SmpReason, ioCapabilityName, type PairingFeatures, type SmpPduOf } from './pdu.js';
 import { hex2, newProcedure, type Procedure, type SmpContext } from './procedure.js';
 
 /** Phase 1 of one session. */

@@ -9,9 +9,9 @@
  * Information / Central Identification are not sent) and LinkKey asks for a BR/EDR key derivation
  * this stack does not do: both bits are ignored wherever a peer sets them.
  */
+import type { LocalIdentity } from '../bonds/types.js';
 import { formatAddress, randomAddressKind } from '../util/address.js';
 import type { Logger } from '../util/log.js';
-import type { LocalIdentity } from '../bonds/types.js';
 import { KeyDist, SmpReason, smpPduInfo, type PairingFeatures, type SmpPdu, type SmpPduType } from './pdu.js';
 import type { Procedure, SmpContext } from './procedure.js';
 import type { SmpPolicy } from './types.js';
