@@ -2,15 +2,24 @@
  * A BondStore wrapper that reports bonds saved and removed (by SMP, by `remove`/`clear`, or evicted
  * when a new peer filled the store), for the Wearable's 'bondSaved' / 'bondRemoved' events.
  */
-import type { BondRecord, BondStore, LocalIdentity } from '../bonds/types.js';
+import type { BondRecord, BondStore, BondStoreCapacity, LocalIdentity } from '../bonds/types.js';
 import type { Address } from '../util/address.js';
 
 export class ObservedBondStore implements BondStore {
+  /**
+   * The inner store's capacity, when it has one: SMP's bond-commit policy reads it to refuse a new
+   * peer's pairing up front (Pairing Failed 0x08) when the store is full and refuses new peers.
+   */
+  readonly capacity?: () => BondStoreCapacity;
+
   constructor(
     private readonly inner: BondStore,
     private readonly saved: (r: BondRecord) => void,
     private readonly removed: (peer: Address) => void,
-  ) {}
+  ) {
+    const capacity = inner.capacity;
+    if (capacity) this.capacity = () => capacity.call(inner);
+  }
 
   get description(): string {
     return this.inner.description;

@@ -1,7 +1,8 @@
 /**
  * The narrow interfaces SMP is built from and the shapes it reports. The composition root
  * (src/host.ts) builds {@link SmpLower} from L2CAP (fixed channel 0x0006) and HCI (LTK replies,
- * encryption); SMP never imports src/hci or src/l2cap.
+ * encryption); SMP never imports src/hci or src/l2cap. The device's pairing policy, its defaults
+ * and their validation ({@link mergeSmpPolicy}).
  */
 import type { BondRecord, BondStore, LocalIdentity } from '../bonds/types.js';
 import type { Address } from '../util/address.js';
@@ -131,6 +132,24 @@ export const DEFAULT_SMP_POLICY: SmpPolicy = Object.freeze({
   keypress: false,
   isPairingAllowed: () => true,
 });
+
+/** The policy of a session: `p` over {@link DEFAULT_SMP_POLICY}, checked (RangeError naming the field). */
+export function mergeSmpPolicy(p: Partial<SmpPolicy> | undefined): SmpPolicy {
+  const out: Record<string, unknown> = { ...DEFAULT_SMP_POLICY };
+  if (p) for (const [k, v] of Object.entries(p)) if (v !== undefined) out[k] = v;
+  const policy = out as unknown as SmpPolicy;
+  if (!Number.isInteger(policy.minKeySize) || policy.minKeySize < 7 || policy.minKeySize > 16) {
+    throw new RangeError(`SMP policy: minKeySize must be 7..16, got ${policy.minKeySize}`);
+  }
+  if (policy.ioCapability < 0 || policy.ioCapability > 4) throw new RangeError(`SMP policy: ioCapability must be 0..4, got ${policy.ioCapability}`);
+  for (const k of ['initiatorKeyDistribution', 'responderKeyDistribution'] as const) {
+    const v = policy[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0x0f)) {
+      throw new RangeError(`SMP policy: ${k} must be 0x00..0x0f (EncKey 0x01, IdKey 0x02, SignKey 0x04, LinkKey 0x08), got ${String(v)}`);
+    }
+  }
+  return policy;
+}
 
 /** Everything an {@link SmpSession} is built from. */
 export interface SmpSessionOptions {

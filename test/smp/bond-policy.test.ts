@@ -1,15 +1,17 @@
 /**
  * Bond policy against a stranger in radio range: a full store refuses new peers (no eviction of the
  * owner's bonds unless asked for), a device-wide limit on new pairings that rotating addresses cannot
- * bypass, and re-pairing with the 'replace' policy (old bond out first, no downgrade).
+ * bypass, and re-pairing with the 'replace' policy (old bond out first, no downgrade). First through
+ * whole pairings on an SmpSession, then the decisions of src/smp/bond-policy.ts one by one.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
 import type { BondRecord, BondStore } from '../../src/bonds/types.js';
 import { PairingBackoff } from '../../src/smp/backoff.js';
+import { BondCommitPolicy, downgradeFrom, type NewBond } from '../../src/smp/bond-policy.js';
 import { SmpSession } from '../../src/smp/pairing.js';
-import type { SmpPolicy } from '../../src/smp/types.js';
+import { mergeSmpPolicy, type SmpPolicy } from '../../src/smp/types.js';
 import type { Address } from '../../src/util/address.js';
 import { fromHex, toHex } from '../../src/util/bytes.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -195,3 +197,92 @@ test("a peer recognised only by the identity it distributes cannot weaken that b
   assert.equal(p.lower.calls.at(-1), 'disconnect 0x05');
   assert.equal(toHex(bonds.get(owner)?.ltk ?? new Uint8Array()), 'aa'.repeat(16));
 });
+
+// -------------------------------------------------------------------------------------------
+// The bond-commit policy alone (src/smp/bond-policy.ts)
+
+function policyOver(bonds: BondStore, rePairing: SmpPolicy['rePairing'], lines: Record<string, unknown>[] = []): BondCommitPolicy {
+  return new BondCommitPolicy(bonds, mergeSmpPolicy({ rePairing }), captureLogger(lines));
+}
+
+function newBond(identity: Address, extra: Partial<NewBond> = {}): NewBond {
+  return { identity, ltk: fromHex('bb'.repeat(16)), keySize: 16, authenticated: false, peerIrk: undefined, existingBond: undefined, ...extra };
+}
+
+test('downgradeFrom names what a re-pairing would lose (authenticated, Secure Connections, key size) and nothing for an equal or stronger one', () => {
+  const old = ownerBond(identity(1), { authenticated: true, keySize: 16 });
+  assert.match(downgradeFrom(old, false, true, 16) ?? '', /authenticated \(MITM-protected\).*Just Works/);
+  assert.match(downgradeFrom(old, true, false, 16) ?? '', /LE Secure Connections.*legacy/);
+  assert.match(downgradeFrom(old, true, true, 12) ?? '', /16-byte key.*12 bytes/);
+  assert.equal(downgradeFrom(old, true, true, 16), undefined);
+  assert.equal(downgradeFrom(ownerBond(identity(1), { keySize: 12 }), true, true, 16), undefined, 'stronger on every count');
+});
+
+test("admitPairingRequest: 'reject' refuses a bonded peer with 0x03; 'replace' admits it even into a full store; a new bonding peer in a full refusing store gets 0x08 and a warn line", () => {
+  const owner = identity(0x100);
+  const bonds = new MemoryBondStore({ maxBonds: 1, bonds: [ownerBond(owner)] });
+  const existing = bonds.get(owner);
+  assert.equal(policyOver(bonds, 'reject').admitPairingRequest(owner, existing, true)?.reason, 0x03);
+  assert.equal(policyOver(bonds, 'replace').admitPairingRequest(owner, existing, true), undefined);
+  const lines: Record<string, unknown>[] = [];
+  const full = policyOver(bonds, 'replace', lines).admitPairingRequest(identity(2), undefined, true);
+  assert.equal(full?.reason, 0x08);
+  assert.match(full?.detail ?? '', /full \(1 of 1 bonds\).*--evict-oldest-bond/);
+  assert.equal(lines.find((l) => l.level === 40)?.maxBonds, 1);
+  assert.equal(policyOver(bonds, 'replace').admitPairingRequest(identity(2), undefined, false), undefined, 'a pairing without bonding stores nothing');
+  const evicting = new MemoryBondStore({ maxBonds: 1, whenFull: 'evict-oldest', bonds: [ownerBond(owner)] });
+  assert.equal(policyOver(evicting, 'replace').admitPairingRequest(identity(2), undefined, true), undefined, 'eviction was asked for');
+});
+
+test('checkDowngrade: only against the bond the peer had, 0x03 naming the peer and what it would lose', () => {
+  const bonds = new MemoryBondStore();
+  const p = policyOver(bonds, 'replace');
+  assert.equal(p.checkDowngrade(undefined, false, 7), undefined);
+  const r = p.checkDowngrade(ownerBond(identity(5), { authenticated: true }), false, 16);
+  assert.equal(r?.reason, 0x03);
+  assert.match(r?.detail ?? '', /re-pairing .*C0:00:00:00:00:05.* would weaken its bond \(the bond is authenticated/);
+});
+
+test("checkCommit: an identity claimed only in key distribution ('reject': 0x03; 'replace': 0x03 when weaker), and a store that filled meanwhile (0x08); nothing without bonding", () => {
+  const owner = identity(0x100);
+  const bonds = new MemoryBondStore({ maxBonds: 2, bonds: [ownerBond(owner, { authenticated: true })] });
+  assert.equal(policyOver(bonds, 'reject').checkCommit(newBond(owner), true)?.reason, 0x03);
+  assert.match(policyOver(bonds, 'replace').checkCommit(newBond(owner), true)?.detail ?? '', /stronger bond .*authenticated/);
+  assert.equal(policyOver(bonds, 'replace').checkCommit(newBond(owner, { authenticated: true }), true), undefined, 'as strong: replaced');
+  assert.equal(policyOver(bonds, 'reject').checkCommit(newBond(owner, { existingBond: bonds.get(owner) }), true), undefined, 'recognised at the start: already admitted');
+  assert.equal(policyOver(bonds, 'reject').checkCommit(newBond(owner), false), undefined, 'not bonding');
+  assert.equal(policyOver(bonds, 'reject').checkCommit(newBond(identity(1)), true), undefined, 'room left');
+  const full = new MemoryBondStore({ maxBonds: 1, bonds: [ownerBond(owner)] });
+  const lines: Record<string, unknown>[] = [];
+  assert.equal(policyOver(full, 'reject', lines).checkCommit(newBond(identity(1)), true)?.reason, 0x08);
+  assert.ok(lines.some((l) => l.level === 40 && /bond store is full/.test(String(l.msg))));
+});
+
+test('commit: the same device\'s old bond (under another address) leaves just before the new one is stored; a store error puts it back and reports no bond', async () => {
+  const owner = CENTRAL_IDENTITY.address;
+  const rpa = rpaFor(CENTRAL_IDENTITY.irk);
+  const bonds = new MemoryBondStore({ maxBonds: 1, bonds: [ownerBond(owner, { peerIrk: CENTRAL_IDENTITY.irk })] });
+  const old = bonds.get(owner);
+  const now = '2026-06-01T00:00:00.000Z';
+  const record = await policyOver(bonds, 'replace').commit(newBond(rpa, { existingBond: old }), now);
+  assert.deepEqual(record?.peer, rpa);
+  assert.deepEqual(bonds.list().map((b) => b.peer), [rpa], 'replaced in a full store that refuses new peers');
+  assert.equal(record?.createdAt, now);
+
+  const failing = new RefusingStore({ maxBonds: 1, bonds: [ownerBond(owner)] });
+  failing.refuse = rpa;
+  const lines: Record<string, unknown>[] = [];
+  assert.equal(await policyOver(failing, 'replace', lines).commit(newBond(rpa, { existingBond: failing.get(owner) }), now), undefined);
+  assert.ok(failing.get(owner), 'the old bond is back');
+  assert.equal(failing.get(rpa), undefined);
+  assert.ok(lines.some((l) => l.level === 50 && /could not store the bond/.test(String(l.msg))));
+});
+
+/** A memory store whose put() fails for one peer (a full disk, as the store sees it). */
+class RefusingStore extends MemoryBondStore {
+  refuse: Address | undefined;
+  override async put(record: BondRecord): Promise<void> {
+    if (this.refuse && record.peer.type === this.refuse.type && record.peer.address === this.refuse.address) throw new Error('disk full');
+    return super.put(record);
+  }
+}

@@ -928,6 +928,22 @@ test('every PDU in and out is logged decoded at debug level, secret keys redacte
   assert.doesNotMatch(text, new RegExp(toHex(CENTRAL_IDENTITY.irk)));
 });
 
+test("the 'paired with' log line keeps pino's level (info) and gives the security level its own field", async () => {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString().split('\n').filter((l) => l.length > 0));
+      cb();
+    },
+  });
+  const p = makeSide({ log: createLogger({ level: 'debug', pretty: false, destination }) });
+  await pairJustWorks(p, new ScriptedCentral());
+  const paired = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((v) => typeof v['msg'] === 'string' && v['msg'].startsWith('paired with'));
+  assert.ok(paired, 'the pairing is logged');
+  assert.equal(paired['level'], 30);
+  assert.equal(paired['securityLevel'], 2);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Two SmpSessions back to back
 
