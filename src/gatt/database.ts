@@ -19,7 +19,8 @@ import type { Address } from '../util/address.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import { aesCmac } from '../smp/crypto.js';
 import { reversed, toHex } from '../util/bytes.js';
-import { ATT_MAX_VALUE_LENGTH, type AccessRequirement, type AttributePermissions, ACCESS_REQUIREMENTS } from '../att/types.js';
+import { ATT_MAX_VALUE_LENGTH } from '../att/types.js';
+import { type AccessRequirement, type AttributePermissions, ACCESS_REQUIREMENTS } from './permissions.js';
 import { GattUuid, Uuid, type UuidLike } from './uuid.js';
 
 /** Characteristic property bits. Core 5.4 Vol 3 Part G 3.3.1.1 Table 3.5. */

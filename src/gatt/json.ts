@@ -23,7 +23,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { fromHex } from '../util/bytes.js';
-import { ACCESS_REQUIREMENTS, type AccessRequirement } from '../att/types.js';
+import { ACCESS_REQUIREMENTS, type AccessRequirement } from './permissions.js';
 import {
   buildGattDatabase,
   CHARACTERISTIC_PROPERTIES,

@@ -3,7 +3,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { AttBearerError } from '../../src/att/types.js';
 import { decodeAttPdu, type AttPdu } from '../../src/att/pdu.js';
 import { attSignature, verifySignedWrite } from '../../src/att/signing.js';
@@ -11,7 +11,7 @@ import { buildGattDatabase, type AccessContext, type GattDatabase } from '../../
 import { Uuid } from '../../src/gatt/uuid.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
-import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange } from './helpers.js';
+import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange } from '../att/helpers.js';
 
 const CUSTOM = Uuid.parse('3c1d1000-7f4e-4c55-9d36-0c5f1e2a9b10');
 const LONG = Uuid.parse('3c1d1001-7f4e-4c55-9d36-0c5f1e2a9b10');
