@@ -1,8 +1,7 @@
 /**
  * The GATT server of one connection, serving a {@link GattDatabase} over an ATT bearer: it owns
  * the connection's view of the database and wires the parts that each keep one concern:
- * - here: the bearer, notifications and indications, commands (Write Command, Signed Write
- *   Command), and access to one attribute (permission checks, per-connection values, the
+ * - here: the bearer, notifications and indications, Write Command, and access to one attribute (permission checks, per-connection values, the
  *   application's read/write handlers, ATT_ERROR_RSP);
  * - src/gatt/requests.ts: the requests (discovery, reads, writes, prepared writes);
  * - src/gatt/permissions.ts: the permission vocabulary and the order of the checks;
@@ -26,15 +25,13 @@ import type { Clock } from '../util/clock.js';
 import type { Address } from '../util/address.js';
 import { TypedEmitter } from '../util/emitter.js';
 import type { LinkSecurity } from '../smp/link-security.js';
-import type { BondRecord, BondStore } from '../bonds/types.js';
+import type { BondStore } from '../bonds/types.js';
 import { AttBearer, type AttRequestHandler } from '../att/bearer.js';
 import { AttErrorCode, attErrorName, encodeErrorResponse, type AttCommand, type AttPduOf, type AttRequest } from '../att/pdu.js';
-import { signatureCounter, verifySignedWrite } from '../att/signing.js';
 import { AttError, type AttBearerCloseReason, type AttLower } from '../att/types.js';
 import {
   allocateConnectionId,
   CccdBit,
-  CharacteristicPropertyBit,
   type AccessContext,
   type Attribute,
   type AuthorizeHook,
@@ -61,7 +58,7 @@ export interface AttServerOptions {
   lower: GattServerLower;
   clock: Clock;
   log?: Logger;
-  /** Where CCCDs, Client Supported Features, the last-seen Database Hash and sign counters of bonded clients persist. */
+  /** Where CCCDs, Client Supported Features and the last-seen Database Hash of bonded clients persist. */
   bonds?: BondStore;
   /** Our receive MTU, 23..517 (default 517). */
   mtu?: number;
@@ -99,19 +96,7 @@ function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
 
 function ignoreResult(): void {}
 
-const WRITE_VIA_INDEX: Readonly<Record<WriteVia, number>> = { writeRequest: 0, writeCommand: 1, signedWriteCommand: 2, executeWrite: 3 };
-
-/** The link security a verified signed write stands for: the bond's key properties (LE security mode 2, Core 5.4 Vol 3 Part C 10.2.2). */
-function signedSecurity(bond: BondRecord): LinkSecurity {
-  return {
-    encrypted: true,
-    keySize: bond.keySize,
-    authenticated: bond.authenticated,
-    secureConnections: bond.secureConnections,
-    level: bond.authenticated ? (bond.secureConnections && bond.keySize === 16 ? 4 : 3) : 2,
-    hasLtk: () => true,
-  };
-}
+const WRITE_VIA_INDEX: Readonly<Record<WriteVia, number>> = { writeRequest: 0, writeCommand: 1, executeWrite: 2 };
 
 export class AttServer extends TypedEmitter<AttServerEvents> implements GattConnection, AttRequestHandler {
   readonly id = allocateConnectionId();
@@ -446,7 +431,11 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
 
   // ---------------------------------------------------------------- commands
 
-  /** Carries out a command; synchronous (returns nothing) when the checks and the write handler are. */
+  /**
+   * Carries out a command; synchronous (returns nothing) when the checks and the write handler are.
+   * A Signed Write Command is a command this server does not support, so it is ignored (Core 5.4
+   * Vol 3 Part F 3.3; why signed writes are not supported: docs/api.md "Signed writes").
+   */
   handleCommand(cmd: AttCommand, raw: Uint8Array): void | Promise<void> {
     // Core 5.4 Vol 3 Part G 2.5.2.1: a change-unaware robust-caching client's commands are ignored.
     if (this.caching.restricted) {
@@ -455,7 +444,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     }
     const a = this.db.attribute(cmd.handle);
     if (!a) return;
-    if (cmd.type !== 'writeCommand') return this.signedWrite(a, cmd, raw);
+    if (cmd.type !== 'writeCommand') return this.ignoreSignedWrite(cmd);
     const code = this.access(a, 'write');
     if (typeof code !== 'number') return this.writeCommandAfter(code, a, cmd.value);
     if (code !== 0) return;
@@ -469,40 +458,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     await this.applyWrite(a, value, 'writeCommand');
   }
 
-  /**
-   * ATT_SIGNED_WRITE_CMD (Core 5.4 Vol 3 Part F 3.4.5.4, Vol 3 Part H 2.4.5): carried out only for
-   * a bonded peer whose CSRK we hold, on a characteristic with the Authenticated Signed Writes
-   * property, with a valid signature and a sign counter above the last one seen. The permission
-   * check then uses the bond's key properties in place of the link's (LE security mode 2,
-   * Core 5.4 Vol 3 Part C 10.2.2). Anything else is ignored, as every failed command is.
-   */
-  private async signedWrite(a: Attribute, cmd: AttPduOf<'signedWriteCommand'>, raw: Uint8Array): Promise<void> {
-    const bond = this.client.bond();
-    const csrk = bond?.peerCsrk;
-    if (!bond || !csrk) {
-      this.log.debug({ peer: this.peer.address, handle: cmd.handle }, 'signed write without a CSRK for the peer ignored');
-      return;
-    }
-    if (a.kind !== 'value' || ((a.characteristic?.properties ?? 0) & CharacteristicPropertyBit.authenticatedSignedWrites) === 0) {
-      this.log.debug({ handle: cmd.handle }, 'signed write to a characteristic without Authenticated Signed Writes ignored');
-      return;
-    }
-    const counter = signatureCounter(cmd.signature);
-    if (bond.peerSignCounter !== undefined && counter <= bond.peerSignCounter) {
-      this.log.info({ peer: this.peer.address, counter, last: bond.peerSignCounter }, 'signed write with a replayed sign counter ignored');
-      return;
-    }
-    if (!verifySignedWrite(csrk, raw)) {
-      this.log.info({ peer: this.peer.address, handle: cmd.handle }, 'signed write with a bad signature ignored');
-      return;
-    }
-    const id = this.lower.peerIdentity();
-    if (this.bonds && id) {
-      this.bonds.update(id, { peerSignCounter: counter }).catch((err: unknown) => {
-        this.log.warn({ err }, 'could not save the sign counter');
-      });
-    }
-    if ((await this.access(a, 'write', this.lower.security.encrypted ? this.lower.security : signedSecurity(bond))) !== 0) return;
-    await this.applyWrite(a, cmd.value, 'signedWriteCommand');
+  private ignoreSignedWrite(cmd: AttPduOf<'signedWriteCommand'>): void {
+    this.log.debug({ peer: this.peer.address, handle: cmd.handle }, 'Signed Write Command ignored: signed writes are not supported');
   }
 }
