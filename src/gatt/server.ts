@@ -1,8 +1,9 @@
 /**
  * The GATT server of one connection, serving a {@link GattDatabase} over an ATT bearer: it owns
  * the connection's view of the database and wires the parts that each keep one concern:
- * - here: the bearer, notifications and indications, Write Command, and access to one attribute (permission checks, per-connection values, the
- *   application's read/write handlers, ATT_ERROR_RSP);
+ * - here: the bearer, notifications and indications, Write Command, and access to one attribute
+ *   (permission checks, per-connection values, the application's read/write handlers,
+ *   ATT_ERROR_RSP);
  * - src/gatt/requests.ts: the requests (discovery, reads, writes, prepared writes);
  * - src/gatt/permissions.ts: the permission vocabulary and the order of the checks;
  * - src/gatt/client-config.ts: CCCDs and Client Supported Features, persisted in the bond;
@@ -104,7 +105,6 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
   readonly db: GattDatabase;
   private readonly lower: GattServerLower;
   private readonly log: Logger;
-  private readonly bonds: BondStore | undefined;
   private readonly minKeySize: number;
   private readonly authorizeHook: AuthorizeHook | undefined;
   /** CCCDs and Client Supported Features of this client. */
@@ -121,25 +121,32 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
     this.db = opts.db;
     this.lower = opts.lower;
     this.log = opts.log ?? silentLogger();
-    this.bonds = opts.bonds;
     const min = opts.minKeySize ?? 16;
     if (!Number.isInteger(min) || min < 7 || min > 16) throw new RangeError(`minKeySize must be 7..16, got ${min}`);
     this.minKeySize = min;
     this.authorizeHook = opts.authorize;
     this.client = new ClientConfiguration({
       db: this.db,
-      bonds: this.bonds,
+      bonds: opts.bonds,
       link: this.lower,
       log: this.log,
       onSubscriptionChanged: (vh, v) => this.emit('subscriptionChanged', vh, v),
     });
     this.caching = new ChangeAwareness({ db: this.db, client: this.client, connection: this, log: this.log, onChangeAware: () => this.emit('changeAware') });
-    const server = this;
+    const bearer = new AttBearer({
+      lower: opts.lower,
+      clock: opts.clock,
+      log: this.log,
+      ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
+      ...(opts.transactionTimeoutMs !== undefined ? { transactionTimeoutMs: opts.transactionTimeoutMs } : {}),
+      ...(opts.notifyQueueLimit !== undefined ? { notifyQueueLimit: opts.notifyQueueLimit } : {}),
+    });
+    this.bearer = bearer;
     this.requests = new RequestProcedures(
       {
         db: this.db,
         get mtu() {
-          return server.mtu;
+          return bearer.mtu;
         },
         securityCode: (req, op) => this.securityCode(req, op, this.lower.security),
         access: (a, op) => this.access(a, op),
@@ -153,14 +160,6 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
         ...(opts.prepareQueueBytes !== undefined ? { prepareQueueBytes: opts.prepareQueueBytes } : {}),
       },
     );
-    this.bearer = new AttBearer({
-      lower: opts.lower,
-      clock: opts.clock,
-      log: this.log,
-      ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
-      ...(opts.transactionTimeoutMs !== undefined ? { transactionTimeoutMs: opts.transactionTimeoutMs } : {}),
-      ...(opts.notifyQueueLimit !== undefined ? { notifyQueueLimit: opts.notifyQueueLimit } : {}),
-    });
     this.bearer.setHandler(this);
     this.bearer.on('mtuChanged', (mtu) => this.emit('mtuChanged', mtu));
     this.bearer.on('timeout', () => this.emit('timeout'));
@@ -300,8 +299,8 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
    * Full check: permissions, security, then authorization. Synchronous unless an authorization
    * hook answers with a promise.
    */
-  private access(a: Attribute, op: 'read' | 'write', s: LinkSecurity = this.lower.security): number | Promise<number> {
-    const code = this.securityCode(op === 'read' ? a.permissions.read : a.permissions.write, op, s);
+  private access(a: Attribute, op: 'read' | 'write'): number | Promise<number> {
+    const code = this.securityCode(op === 'read' ? a.permissions.read : a.permissions.write, op, this.lower.security);
     if (code !== 0) return code;
     if (op === 'read' ? a.permissions.authorizeRead : a.permissions.authorizeWrite) {
       const hook = a.authorize ?? this.authorizeHook;
