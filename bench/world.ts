@@ -15,7 +15,6 @@ import { AttBearer } from '../src/att/bearer.js';
 import { GattClient, type CharacteristicView } from '../src/gatt/client.js';
 import { SecurityManager } from '../src/smp/security-manager.js';
 import type { SmpSession } from '../src/smp/pairing.js';
-import { INSECURE_LINK } from '../src/smp/link-security.js';
 import { buildGattDatabase, type GattDatabase } from '../src/gatt/database.js';
 import { Uuid } from '../src/gatt/uuid.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
@@ -236,11 +235,7 @@ export class BenchCentral {
       mtu: this.o.mtu,
       lower: {
         send: (pdu) => l2cap.sendFixed(FixedCid.Att, pdu),
-        get security() {
-          return smp ? smp.security : INSECURE_LINK;
-        },
         peer: conn.peer,
-        peerIdentity: () => undefined,
       },
     });
     l2cap.setHandler(FixedCid.Att, (p) => bearer.onPdu(p));

@@ -16,7 +16,7 @@ import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2ca
 import { SecurityManager } from './smp/security-manager.js';
 import type { SmpSession } from './smp/pairing.js';
 import type { SmpLower, SmpPolicy, PairedInfo, PairingFailure } from './smp/types.js';
-import { AttServer } from './att/server.js';
+import { AttServer } from './gatt/server.js';
 import type { GattDatabase } from './gatt/database.js';
 import type { BondStore, LocalIdentity } from './bonds/types.js';
 import { generateIrk } from './bonds/privacy.js';

@@ -571,16 +571,10 @@ export class Central extends TypedEmitter<CentralEvents> {
       },
     });
     const localAddress = this.ownAddress ?? this.hci.info?.identityAddress ?? { type: 'random', address: '00:00:00:00:00:00' };
-    let smpRef: SmpSession | undefined;
     const bearer = new AttBearer({
       lower: {
         send: (pdu) => l2cap.sendFixed(FixedCid.Att, pdu),
-        get security(): LinkSecurity {
-          if (!smpRef) throw new WearableHostError('smp', 'no SMP session yet');
-          return smpRef.security;
-        },
         peer: c.peer,
-        peerIdentity: () => smpRef?.peerIdentity,
       },
       clock: this.opts.clock,
       log: log.child({ layer: 'att' }),
@@ -597,7 +591,6 @@ export class Central extends TypedEmitter<CentralEvents> {
         if (out) link.sendSmp(out);
       },
     });
-    smpRef = smp;
     link.attachSmp(smp);
     this.links.set(c.handle, link);
     l2cap.setHandler(FixedCid.Smp, (p) => {

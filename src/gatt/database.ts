@@ -19,7 +19,8 @@ import type { Address } from '../util/address.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import { aesCmac } from '../crypto/index.js';
 import { reversed, toHex } from '../util/bytes.js';
-import { ATT_MAX_VALUE_LENGTH, type AccessRequirement, type AttributePermissions, ACCESS_REQUIREMENTS } from '../att/types.js';
+import { ATT_MAX_VALUE_LENGTH } from '../att/types.js';
+import { type AccessRequirement, type AttributePermissions, ACCESS_REQUIREMENTS } from './permissions.js';
 import { GattUuid, Uuid, type UuidLike } from './uuid.js';
 
 /** Characteristic property bits. Core 5.4 Vol 3 Part G 3.3.1.1 Table 3.5. */
@@ -33,17 +34,18 @@ export const CharacteristicPropertyBit = {
   authenticatedSignedWrites: 0x40,
   extendedProperties: 0x80,
 } as const;
-/** A property a definition may ask for; `extendedProperties` is set by giving {@link CharacteristicDefinition.extendedProperties}. */
-export type CharacteristicProperty = Exclude<keyof typeof CharacteristicPropertyBit, 'extendedProperties'>;
-export const CHARACTERISTIC_PROPERTIES: readonly CharacteristicProperty[] = [
-  'broadcast',
-  'read',
-  'writeWithoutResponse',
-  'write',
-  'notify',
-  'indicate',
-  'authenticatedSignedWrites',
-];
+/**
+ * A property a definition may ask for; `extendedProperties` is set by giving
+ * {@link CharacteristicDefinition.extendedProperties}. `authenticatedSignedWrites` is not offered:
+ * see {@link UNSUPPORTED_PROPERTIES}.
+ */
+export type CharacteristicProperty = Exclude<keyof typeof CharacteristicPropertyBit, 'extendedProperties' | 'authenticatedSignedWrites'>;
+export const CHARACTERISTIC_PROPERTIES: readonly CharacteristicProperty[] = ['broadcast', 'read', 'writeWithoutResponse', 'write', 'notify', 'indicate'];
+/** Properties of Core 5.4 Vol 3 Part G 3.3.1.1 this server does not support, with why a definition asking for one is refused. */
+export const UNSUPPORTED_PROPERTIES: Readonly<Record<string, string>> = {
+  authenticatedSignedWrites:
+    'is not supported: this server ignores Signed Write Commands, so no characteristic may advertise them (docs/api.md "Signed writes")',
+};
 
 /** CCCD bits. Core 5.4 Vol 3 Part G 3.3.3.3 Table 3.11. */
 export const CccdBit = { notification: 0x0001, indication: 0x0002 } as const;
@@ -92,7 +94,7 @@ export interface AccessContext {
   /** Read: the offset requested (Read Blob); write: always 0 (long writes are assembled first). */
   readonly offset: number;
   /** How the write arrived. */
-  readonly via?: 'writeRequest' | 'writeCommand' | 'signedWriteCommand' | 'executeWrite';
+  readonly via?: 'writeRequest' | 'writeCommand' | 'executeWrite';
 }
 
 /** Returns the whole current value (the server slices it for Read Blob). */
@@ -185,7 +187,7 @@ export interface CharacteristicDefinition {
   readonly properties: readonly CharacteristicProperty[];
   /**
    * Value permissions. Defaults: read `none` when the `read` property is set, else `notPermitted`;
-   * write `none` when `write`, `writeWithoutResponse` or `authenticatedSignedWrites` is set, else `notPermitted`.
+   * write `none` when `write` or `writeWithoutResponse` is set, else `notPermitted`.
    */
   readonly permissions?: PermissionsDefinition;
   readonly value?: ValueInit;
@@ -723,6 +725,8 @@ function buildCharacteristic(
   const uuid = parseUuid(`${cp}.uuid`, c.uuid);
   let props = 0;
   c.properties.forEach((name, k) => {
+    const unsupported = UNSUPPORTED_PROPERTIES[name];
+    if (unsupported !== undefined) throw new GattDefinitionError(`${cp}.properties[${k}]`, `${JSON.stringify(name)} ${unsupported}`);
     const bit = (CharacteristicPropertyBit as Record<string, number>)[name];
     if (bit === undefined || (name as string) === 'extendedProperties') {
       throw new GattDefinitionError(`${cp}.properties[${k}]`, `expected one of ${CHARACTERISTIC_PROPERTIES.join(', ')}; got ${JSON.stringify(name)}`);
@@ -733,14 +737,14 @@ function buildCharacteristic(
 
   const canRead = (props & CharacteristicPropertyBit.read) !== 0;
   const canWrite =
-    (props & (CharacteristicPropertyBit.write | CharacteristicPropertyBit.writeWithoutResponse | CharacteristicPropertyBit.authenticatedSignedWrites)) !== 0 ||
+    (props & (CharacteristicPropertyBit.write | CharacteristicPropertyBit.writeWithoutResponse)) !== 0 ||
     c.extendedProperties?.reliableWrite === true;
   const pr = c.permissions ?? {};
   const read = checkRequirement(`${cp}.permissions.read`, pr.read) ?? (canRead ? 'none' : 'notPermitted');
   const write = checkRequirement(`${cp}.permissions.write`, pr.write) ?? (canWrite ? 'none' : 'notPermitted');
   if (read !== 'notPermitted' && !canRead) throw new GattDefinitionError(`${cp}.permissions.read`, `is ${JSON.stringify(read)} but the characteristic has no "read" property`);
   if (write !== 'notPermitted' && !canWrite) {
-    throw new GattDefinitionError(`${cp}.permissions.write`, `is ${JSON.stringify(write)} but the characteristic has no "write", "writeWithoutResponse" or "authenticatedSignedWrites" property`);
+    throw new GattDefinitionError(`${cp}.permissions.write`, `is ${JSON.stringify(write)} but the characteristic has no "write" or "writeWithoutResponse" property`);
   }
   const { value, maxLength, fixedLength } = valueShape(cp, c.value, c.maxLength, c.fixedLength);
 

@@ -23,10 +23,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { fromHex } from '../util/bytes.js';
-import { ACCESS_REQUIREMENTS, type AccessRequirement } from '../att/types.js';
+import { ACCESS_REQUIREMENTS, type AccessRequirement } from './permissions.js';
 import {
   buildGattDatabase,
   CHARACTERISTIC_PROPERTIES,
+  UNSUPPORTED_PROPERTIES,
   GattDefinitionError,
   type CharacteristicDefinition,
   type CharacteristicProperty,
@@ -210,7 +211,9 @@ function characteristic(c: Checker, v: Json, path: string): CharacteristicDefini
   const props: CharacteristicProperty[] = [];
   const pa = c.array(o.properties, `${path}.properties`);
   pa?.forEach((p, i) => {
-    if (typeof p !== 'string' || !(CHARACTERISTIC_PROPERTIES as readonly string[]).includes(p)) {
+    if (typeof p === 'string' && UNSUPPORTED_PROPERTIES[p] !== undefined) {
+      c.fail(`${path}.properties[${i}]`, `${describe(p)} ${UNSUPPORTED_PROPERTIES[p]}`);
+    } else if (typeof p !== 'string' || !(CHARACTERISTIC_PROPERTIES as readonly string[]).includes(p)) {
       c.fail(`${path}.properties[${i}]`, `expected one of ${CHARACTERISTIC_PROPERTIES.join(', ')}; got ${describe(p)}`);
     } else props.push(p as CharacteristicProperty);
   });

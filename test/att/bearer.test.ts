@@ -12,7 +12,7 @@ import { BtsnoopWriter, readBtsnoop } from '../../src/hci/btsnoop.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/log.js';
 import { fromHex, toHex } from '../../src/util/bytes.js';
-import { FakeLower, MutableSecurity, PEER, exchange } from './helpers.js';
+import { FakeLower, PEER, exchange } from './helpers.js';
 import { captureLogger, makeRig } from '../hci/fixtures/rig.js';
 
 /** A handler that answers every request with Write Response, or waits when told to. */
@@ -303,9 +303,7 @@ test('notifications and indications carry at most 512 bytes of value, even when 
 test('a notification is built once, with room in front for the L2CAP, ACL and H:4 headers; the caller may reuse its value at once', async () => {
   const given: Uint8Array[] = [];
   const lower: AttLower = {
-    security: new MutableSecurity(),
     peer: PEER,
-    peerIdentity: () => undefined,
     send: (pdu) => {
       given.push(pdu);
       return Promise.resolve();
@@ -397,7 +395,7 @@ test('through L2CAP and the HCI driver a notification is one whole H:4 packet on
       if (d === 'sent' && pkt[0] === 0x02) seen.push({ pkt, at: toHex(pkt) });
     });
     const l2 = new L2capConnection({ handle: 0x0040, role: 'peripheral', clock: rig.clock, log: silentLogger(), lower: { send: (f) => rig.hci.sendAcl(0x0040, f) } });
-    const lower: AttLower = { security: new MutableSecurity(), peer: PEER, peerIdentity: () => undefined, send: (pdu) => l2.sendFixed(FixedCid.Att, pdu) };
+    const lower: AttLower = { peer: PEER, send: (pdu) => l2.sendFixed(FixedCid.Att, pdu) };
     const bearer = new AttBearer({ lower, clock: rig.clock });
     // 20 bytes (ATT_MTU 23): the same array refilled between calls; 5 notifications for 2 controller buffers.
     const value = new Uint8Array(20);

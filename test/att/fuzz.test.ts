@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { ATT_PDUS, decodeAttPdu } from '../../src/att/pdu.js';
 import { WearableProfile } from '../../src/gatt/profile.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';

@@ -1,7 +1,7 @@
-/** Test doubles for the ATT layer: a scripted lower layer, link security presets, an in-memory bond store. */
+/** Test doubles for the ATT layer and the GATT server: a scripted lower layer, link security presets, an in-memory bond store. */
 import type { Address } from '../../src/util/address.js';
 import type { LinkSecurity, SecurityLevel } from '../../src/smp/link-security.js';
-import type { AttLower } from '../../src/att/types.js';
+import type { GattServerLower } from '../../src/gatt/server.js';
 import type { BondRecord, BondStore, LocalIdentity } from '../../src/bonds/types.js';
 import { fromHex, toHex } from '../../src/util/bytes.js';
 import { settle } from '../../src/util/clock.js';
@@ -53,7 +53,7 @@ export const PEER: Address = { type: 'random', address: '5A:11:22:33:44:55' };
 export const IDENTITY: Address = { type: 'public', address: '00:1B:DC:01:02:03' };
 
 /** A lower layer that records what the bearer sends. `hold` keeps sends pending until `release()`. */
-export class FakeLower implements AttLower {
+export class FakeLower implements GattServerLower {
   readonly security = new MutableSecurity();
   readonly peer = PEER;
   identity: Address | undefined;

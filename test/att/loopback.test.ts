@@ -2,8 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AttBearer } from '../../src/att/bearer.js';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import type { AttLower } from '../../src/att/types.js';
+import type { GattServerLower } from '../../src/gatt/server.js';
 import { WearableProfile } from '../../src/gatt/profile.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { MutableSecurity, LINKS, PEER } from './helpers.js';
@@ -14,8 +15,8 @@ function wire(): { client: AttBearer; server: AttServer; profile: WearableProfil
   const security = new MutableSecurity(LINKS.L2);
   let server!: AttServer;
   let client!: AttBearer;
-  const toServer: AttLower = { send: async (p) => queueMicrotask(() => server.onPdu(p)), security, peer: PEER, peerIdentity: () => undefined };
-  const toClient: AttLower = { send: async (p) => queueMicrotask(() => client.onPdu(p)), security, peer: PEER, peerIdentity: () => undefined };
+  const toServer: AttLower = { send: async (p) => queueMicrotask(() => server.onPdu(p)), peer: PEER };
+  const toClient: GattServerLower = { send: async (p) => queueMicrotask(() => client.onPdu(p)), security, peer: PEER, peerIdentity: () => undefined };
   server = new AttServer({ db: profile.db, lower: toClient, clock, mtu: 247 });
   client = new AttBearer({ lower: toServer, clock, mtu: 185 });
   return { client, server, profile };

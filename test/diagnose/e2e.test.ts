@@ -23,7 +23,7 @@ import type { CapturedPacket } from '../../src/diagnose/capture.js';
 import { buildTimeline } from '../../src/diagnose/timeline.js';
 import { diagnose, renderReport, type Finding } from '../../src/diagnose/diagnose.js';
 import { LiveDiagnoser } from '../../src/diagnose/live.js';
-import type { AccessRequirement } from '../../src/att/types.js';
+import type { AccessRequirement } from '../../src/gatt/permissions.js';
 
 const log = silentLogger();
 

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { buildGattDatabase, type GattDatabase } from '../../src/gatt/database.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { toHex } from '../../src/util/bytes.js';

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GattClient, GattProcedureError } from '../../src/gatt/client.js';
 import { AttBearer } from '../../src/att/bearer.js';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { AttOpcode } from '../../src/att/pdu.js';
 import { AttBearerError, AttError, type AttLower } from '../../src/att/types.js';
 import { buildGattDatabase, type GattDatabase } from '../../src/gatt/database.js';
@@ -74,11 +74,7 @@ function link(db: GattDatabase, clientMtu: number, serverMtu: number, clock = ne
         if (!dropServerRx) server.onPdu(copy);
       });
     },
-    get security() {
-      return INSECURE_LINK;
-    },
     peer: SERVER,
-    peerIdentity: () => undefined,
   };
   const bearer = new AttBearer({ lower: clientLower, clock, log, mtu: clientMtu });
   server = new AttServer({

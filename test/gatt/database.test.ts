@@ -116,6 +116,17 @@ test('the automatic CCCD takes the characteristic write class, else its read cla
   assert.equal(cccdOf('m')?.permissions.read, 'none');
 });
 
+test('no characteristic may advertise Authenticated Signed Writes (0x40): the server ignores Signed Write Commands, so the definition is refused with the reason', () => {
+  const def = { services: [{ uuid: 0xfff0, characteristics: [{ uuid: 0xfff1, properties: ['read', 'authenticatedSignedWrites'], value: 'x' }] }] };
+  assert.throws(
+    () => buildGattDatabase(def as never),
+    (err: unknown) =>
+      err instanceof GattDefinitionError &&
+      err.path === 'services[0].characteristics[0].properties[1]' &&
+      /"authenticatedSignedWrites" is not supported: this server ignores Signed Write Commands/.test(err.message),
+  );
+});
+
 test('definition errors name the offending path', () => {
   const bad = (services: unknown): string => {
     try {

@@ -48,7 +48,7 @@ test('schema errors name the JSON path of the offending field', () => {
     'services[0].uuid: not a UUID: "xyz" (expected 4 hex digits like "2A37" or a 128-bit UUID like "6e400001-b5a3-f393-e0a9-e50e24dcca9e")',
     'services[1].primary: expected true or false, got "yes"',
     'services[1].characteristics[0].permisions: unknown field (expected one of uuid, id, properties, permissions, value, maxLength, fixedLength, cccd, extendedProperties, userDescription, descriptors)',
-    'services[1].characteristics[0].properties[0]: expected one of broadcast, read, writeWithoutResponse, write, notify, indicate, authenticatedSignedWrites; got "notfy"',
+    'services[1].characteristics[0].properties[0]: expected one of broadcast, read, writeWithoutResponse, write, notify, indicate; got "notfy"',
     'services[2].characteristics[0].value.hex: not hex bytes: "zz"',
     'services[2].characteristics[1].value.u8: expected an integer in 0..255, got 300',
   ]);
@@ -57,7 +57,10 @@ test('schema errors name the JSON path of the offending field', () => {
 test('builder-level errors come back with the JSON path too', () => {
   assert.deepEqual(issuesOf({ services: [{ uuid: '180D', includes: ['missing'] }] }), ['services[0].includes[0]: no service with id "missing"']);
   assert.deepEqual(issuesOf({ services: [{ uuid: '180D', characteristics: [{ uuid: '2A37', properties: ['notify'], permissions: { write: 'encrypted' } }] }] }), [
-    'services[0].characteristics[0].permissions.write: is "encrypted" but the characteristic has no "write", "writeWithoutResponse" or "authenticatedSignedWrites" property',
+    'services[0].characteristics[0].permissions.write: is "encrypted" but the characteristic has no "write" or "writeWithoutResponse" property',
+  ]);
+  assert.deepEqual(issuesOf({ services: [{ uuid: 'FFF0', characteristics: [{ uuid: 'FFF1', properties: ['read', 'authenticatedSignedWrites'] }] }] }), [
+    'services[0].characteristics[0].properties[1]: "authenticatedSignedWrites" is not supported: this server ignores Signed Write Commands, so no characteristic may advertise them (docs/api.md "Signed writes")',
   ]);
   assert.deepEqual(issuesOf({ services: [{ uuid: '180D', id: 'x' }, { uuid: '180F', id: 'x' }] }), ['services[1].id: id "x" already used at services[0]']);
   assert.deepEqual(issuesOf({ services: [{ uuid: '180D', characteristics: [{ uuid: '2A37', properties: ['read'], value: 'abc', fixedLength: true, maxLength: 2 }] }] }), [

@@ -3,15 +3,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { AttBearerError } from '../../src/att/types.js';
 import { decodeAttPdu, type AttPdu } from '../../src/att/pdu.js';
-import { attSignature, verifySignedWrite } from '../../src/att/signing.js';
 import { buildGattDatabase, type AccessContext, type GattDatabase } from '../../src/gatt/database.js';
 import { Uuid } from '../../src/gatt/uuid.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
-import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange } from './helpers.js';
+import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange } from '../att/helpers.js';
 
 const CUSTOM = Uuid.parse('3c1d1000-7f4e-4c55-9d36-0c5f1e2a9b10');
 const LONG = Uuid.parse('3c1d1001-7f4e-4c55-9d36-0c5f1e2a9b10');
@@ -422,55 +421,26 @@ test('indications: one at a time, resolved by the confirmation; an unconfirmed o
   assert.equal([...db.connections()].length, 0);
 });
 
-test('a signed write with the spec example signature (Vol 3 Part F 3.4.5.4) is verified and carried out once; replays and bad signatures are ignored', async () => {
-  // Handle 0x0012 as in the spec example: GATT service at 0x0001..0x0008, ours pinned at 0x0010.
+test('a Signed Write Command is ignored as a command the server does not support (Vol 3 Part F 3.3), even with the spec example signature from a bonded peer whose CSRK is on file', async () => {
+  // Handle 0x0012 and the signature of the spec example (Vol 3 Part F 3.4.5.4): GATT service at 0x0001..0x0008, ours pinned at 0x0010.
   const db = buildGattDatabase({
     gap: false,
-    services: [
-      {
-        uuid: 0xfff0,
-        startHandle: 0x10,
-        characteristics: [{ uuid: 0xfff1, id: 's', properties: ['read', 'authenticatedSignedWrites'], permissions: { write: 'encrypted' }, value: '' }],
-      },
-    ],
+    services: [{ uuid: 0xfff0, startHandle: 0x10, characteristics: [{ uuid: 0xfff1, id: 's', properties: ['read', 'writeWithoutResponse'], value: '' }] }],
   });
   assert.equal(db.handle('s'), 0x12);
-  const csrk = reversed(fromHex('611B64EBFBCD1FD372EC9196DF425E50'));
-  assert.equal(toHex(attSignature(csrk, fromHex('D212001337'), 1)), '01000000f1871e933c900ff2');
-  assert.ok(verifySignedWrite(csrk, fromHex('D21200133701000000F1871E933C900FF2')));
   const lower = new FakeLower();
   lower.identity = IDENTITY;
+  lower.security.set(LINKS.L2);
   const bonds = new FakeBondStore();
-  await bonds.put(bondRecord({ peerCsrk: csrk }));
+  await bonds.put(bondRecord({ peerCsrk: reversed(fromHex('611B64EBFBCD1FD372EC9196DF425E50')) }));
   const server = new AttServer({ db, lower, clock: new VirtualClock(), bonds });
-  assert.equal(await exchange(server, lower, 'd2 1200 1337 01000000f1871e933c900ff2'), '');
+  const updatesBefore = bonds.updates.length;
+  assert.equal(await exchange(server, lower, 'd2 1200 1337 01000000f1871e933c900ff2'), '', 'no response to a command');
+  assert.equal(toHex(db.value('s')), '', 'not written');
+  assert.equal(bonds.updates.length, updatesBefore, 'no sign counter saved');
+  // The same value as a Write Command is carried out: the characteristic is writable, only the signed form is not served.
+  assert.equal(await exchange(server, lower, '52 1200 1337'), '');
   assert.equal(toHex(db.value('s')), '1337');
-  assert.deepEqual(bonds.updates.map((u) => u.patch.peerSignCounter), [1]);
-  // The same counter again: a replay.
-  db.setValue('s', new Uint8Array(0));
-  assert.equal(await exchange(server, lower, 'd2 1200 1337 01000000f1871e933c900ff2'), '');
-  assert.equal(toHex(db.value('s')), '');
-  // A fresh counter with a wrong MAC.
-  assert.equal(await exchange(server, lower, 'd2 1200 1337 02000000f1871e933c900ff2'), '');
-  assert.equal(toHex(db.value('s')), '');
-  // A correct signature with counter 2 is accepted.
-  const sig = toHex(attSignature(csrk, fromHex('d2 1200 4242'), 2));
-  assert.equal(await exchange(server, lower, `d2 1200 4242 ${sig}`), '');
-  assert.equal(toHex(db.value('s')), '4242');
-});
-
-test('a signed write from a peer whose CSRK we do not hold is ignored', async () => {
-  const db = buildGattDatabase({ services: [{ uuid: 0xfff0, characteristics: [{ uuid: 0xfff1, id: 's', properties: ['read', 'authenticatedSignedWrites'], value: 'x' }] }] });
-  const lower = new FakeLower();
-  lower.identity = IDENTITY;
-  const bonds = new FakeBondStore();
-  await bonds.put(bondRecord());
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), bonds });
-  const h = db.handle('s');
-  const csrk = new Uint8Array(16).fill(9);
-  const msg = fromHex(`d2${h16(h)}77`);
-  assert.equal(await exchange(server, lower, `${toHex(msg)}${toHex(attSignature(csrk, msg, 1))}`), '');
-  assert.equal(toHex(db.value('s')), '78');
 });
 
 test('a read handler that throws AttError answers with its code; any other failure is Unlikely Error', async () => {

@@ -6,12 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/att/server.js';
+import { AttServer } from '../../src/gatt/server.js';
 import { buildGattDatabase, type PermissionsDefinition } from '../../src/gatt/database.js';
 import { Uuid } from '../../src/gatt/uuid.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { toHex } from '../../src/util/bytes.js';
-import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange, type SecurityPreset } from './helpers.js';
+import { FakeBondStore, FakeLower, IDENTITY, LINKS, bondRecord, exchange, type SecurityPreset } from '../att/helpers.js';
 
 type LinkName = keyof typeof LINKS;
 const LINK_ORDER: LinkName[] = ['L1', 'L1ltk', 'L2', 'L2k7', 'L3', 'L4'];
