@@ -19,7 +19,7 @@ import { INSECURE_LINK } from '../src/smp/link-security.js';
 import { buildGattDatabase, type GattDatabase } from '../src/gatt/database.js';
 import { Uuid } from '../src/gatt/uuid.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
-import { generateIrk } from '../src/bonds/privacy.js';
+import { generateIrk } from '../src/privacy/rpa.js';
 import type { VirtualAir } from '../src/sim/air.js';
 import type { VirtualControllerOptions } from '../src/sim/controller.js';
 import type { Clock } from '../src/util/clock.js';

@@ -19,7 +19,7 @@ import type { SmpLower, SmpPolicy, PairedInfo, PairingFailure } from './smp/type
 import { AttServer } from './att/server.js';
 import type { GattDatabase } from './gatt/database.js';
 import type { BondStore, LocalIdentity } from './bonds/types.js';
-import { generateIrk } from './bonds/privacy.js';
+import { generateIrk } from './privacy/rpa.js';
 import { RpaRotator } from './privacy/rpa-rotation.js';
 import { controllerSupportsResolvingList, loadResolvingList } from './privacy/resolving-list.js';
 import type { Address } from './util/address.js';

@@ -13,7 +13,7 @@ import { SecurityManager } from '../src/smp/security-manager.js';
 import { buildSmpLower } from '../src/host.js';
 import { buildGattDatabase } from '../src/gatt/database.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
-import { generateIrk } from '../src/bonds/privacy.js';
+import { generateIrk } from '../src/privacy/rpa.js';
 import { VirtualAir } from '../src/sim/air.js';
 import { FIRMWARE_NAMES, type FirmwareName } from '../src/sim/firmware.js';
 import { VirtualClock } from '../src/util/clock.js';

@@ -31,7 +31,7 @@ import type { PairedInfo, PairingFailure, SmpPolicy } from '../smp/types.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
 import type { BondStore, LocalIdentity } from '../bonds/types.js';
-import { generateIrk, generateRpa } from '../bonds/privacy.js';
+import { generateIrk, generateRpa } from '../privacy/rpa.js';
 import { buildHciAndSecurity, buildSmpLower, openL2cap } from '../host.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
 import type { Clock, TimerHandle } from '../util/clock.js';

@@ -28,7 +28,7 @@ import { decodeSignaling } from '../l2cap/signaling-pdu.js';
 import type { ConnectionParameters } from '../l2cap/conn-params.js';
 import { decodeSmp, type SmpPdu } from '../smp/pdu.js';
 import { decodeAttPdu, type AttPdu } from '../att/pdu.js';
-import { irkResolves } from '../bonds/privacy.js';
+import { irkResolvesAddress } from '../smp/crypto.js';
 import type { CapturedPacket, HciDirection } from './capture.js';
 
 /** The two parties of a phone-accessory link. */
@@ -684,7 +684,7 @@ export class TimelineBuilder {
     if (viaResolver) return { onAir, isRpa: true, identity: viaResolver, identitySource: 'resolver' };
     for (let i = this.irks.length - 1; i >= 0; i--) {
       const k = this.irks[i] as KnownIrk;
-      if (irkResolves(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt, irkVia: k.via };
+      if (irkResolvesAddress(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt, irkVia: k.via };
     }
     return { onAir, isRpa: true };
   }

@@ -27,7 +27,7 @@ import type { RandomSource } from '../util/random.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
 import { formatAddress } from '../util/address.js';
-import { generateRpa } from '../bonds/privacy.js';
+import { generateRpa } from './rpa.js';
 
 /** Default rotation period: 15 minutes, GAP's recommended TGAP(private_addr_int) (Core 5.4 Vol 3 Part C Appendix A). */
 export const DEFAULT_RPA_TIMEOUT_S = 900;

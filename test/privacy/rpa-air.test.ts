@@ -17,7 +17,8 @@ import type { SmpSession } from '../../src/smp/pairing.js';
 import type { PairingFailure } from '../../src/smp/types.js';
 import { buildSmpLower } from '../../src/host.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
-import { generateIrk, irkResolves } from '../../src/bonds/privacy.js';
+import { generateIrk } from '../../src/privacy/rpa.js';
+import { irkResolvesAddress } from '../../src/smp/crypto.js';
 import { RpaRotator, type RpaRotatorLower } from '../../src/privacy/rpa-rotation.js';
 import { loadResolvingList, ResolvingListError, type ResolvingListCommand } from '../../src/privacy/resolving-list.js';
 import { HciStatus } from '../../src/hci/status.js';
@@ -171,7 +172,7 @@ test('on the virtual air: the central sees only our RPA, pairs over it (f5/f6 wi
   const seen1 = await w.scanOnce();
   assert.ok(seen1.length >= 3);
   for (const a of seen1) assert.deepEqual(a, rpa1);
-  assert.equal(irkResolves(w.irk, rpa1), true);
+  assert.equal(irkResolvesAddress(w.irk, rpa1), true);
 
   // 2. Connect to the RPA and pair: the peripheral's SMP used the RPA in use as its A/B address.
   const first = await w.connect(rpa1);
