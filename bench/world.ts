@@ -4,7 +4,8 @@
  * GATT client, optionally the SMP initiator), one virtual controller each. The same central
  * connects to ble-host when ble-host is the peripheral.
  */
-import { Peripheral, buildSmpLower } from '../src/host.js';
+import { Peripheral } from '../src/host.js';
+import { buildSmpLower } from '../src/stack/link.js';
 import { Hci } from '../src/hci/driver.js';
 import type { HciConnection } from '../src/hci/connection.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';

@@ -10,7 +10,7 @@ import type { HciConnection } from '../src/hci/connection.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
 import { L2capConnection, FixedCid } from '../src/l2cap/connection.js';
 import { SecurityManager } from '../src/smp/security-manager.js';
-import { buildSmpLower } from '../src/host.js';
+import { buildSmpLower } from '../src/stack/link.js';
 import { buildGattDatabase } from '../src/gatt/database.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
 import { generateIrk } from '../src/privacy/rpa.js';

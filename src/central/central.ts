@@ -5,12 +5,12 @@
  * SMP session in the initiator role (fixed channel 0x0006) and a GATT client on an ATT bearer
  * (0x0004).
  *
- * Addresses. Our identity is the controller's identity address (the DK's static random address)
- * with an IRK kept in the bond store; it is distributed during pairing (Identity Information and
- * Identity Address Information). With `privacy: 'rpa'` a fresh resolvable private address is set
- * before every connection (LE Set Random Address with generateRpa; Core 5.4 Vol 6 Part B 1.3.2.2),
- * so a bonded peripheral must resolve it with our IRK. A peripheral that uses RPAs is recognised
- * when a bond holds its IRK (Core 5.4 Vol 3 Part C 10.7).
+ * Addresses are the privacy layer's (src/privacy/own-address.ts). Our identity is the controller's
+ * identity address (the DK's static random address) with an IRK kept in the bond store; it is
+ * distributed during pairing (Identity Information and Identity Address Information). With
+ * `privacy: 'rpa'` a fresh resolvable private address is set before every connection (Core 5.4
+ * Vol 6 Part B 1.3.2.2), so a bonded peripheral must resolve it with our IRK. A peripheral that
+ * uses RPAs is recognised when a bond holds its IRK (Core 5.4 Vol 3 Part C 10.7).
  *
  * Security. Pairing, re-encryption with a stored key (LE Enable Encryption) and Security Requests
  * are the SmpSession's (src/smp); an optional {@link SmpTap} sees every SMP PDU both ways, which is
@@ -25,14 +25,15 @@ import { parseAdvertisement, type ParsedAdvertisement } from '../hci/advertising
 import { HciStatus, hciStatusName } from '../hci/status.js';
 import { FixedCid, type L2capConnection } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
-import { SecurityManager } from '../smp/security-manager.js';
+import type { SecurityManager } from '../smp/security-manager.js';
 import type { SmpSession } from '../smp/pairing.js';
 import type { PairedInfo, PairingFailure, SmpPolicy } from '../smp/types.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
 import type { BondStore, LocalIdentity } from '../bonds/types.js';
-import { generateIrk, generateRpa } from '../privacy/rpa.js';
-import { buildHciAndSecurity, buildSmpLower, openL2cap } from '../host.js';
+import type { OwnAddress } from '../privacy/own-address.js';
+import { buildDeviceStack } from '../stack/device.js';
+import { attLower, closeLinkStack, openLinkStack, routeLinkEvents, type LinkStack } from '../stack/link.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
@@ -143,13 +144,13 @@ export type CentralEvents = {
 export class CentralLink {
   readonly hci: HciConnection;
   readonly l2cap: L2capConnection;
+  readonly smp: SmpSession;
   readonly bearer: AttBearer;
   readonly gatt: GattClient;
   /** Our address on this connection (an RPA in 'rpa' mode). */
   readonly localAddress: Address;
   /** Clock time the link came up. */
   readonly connectedAt: number;
-  private session: SmpSession | undefined;
   private closed = false;
   disconnectReason: number | undefined;
 
@@ -157,28 +158,20 @@ export class CentralLink {
   constructor(
     private readonly central: Central,
     hci: HciConnection,
-    l2cap: L2capConnection,
+    /** @internal the link's L2CAP and SMP (src/stack/link.ts). */
+    readonly stack: LinkStack,
     bearer: AttBearer,
     gatt: GattClient,
     localAddress: Address,
     connectedAt: number,
   ) {
     this.hci = hci;
-    this.l2cap = l2cap;
+    this.l2cap = stack.l2cap;
+    this.smp = stack.smp;
     this.bearer = bearer;
     this.gatt = gatt;
     this.localAddress = localAddress;
     this.connectedAt = connectedAt;
-  }
-
-  /** @internal */
-  attachSmp(s: SmpSession): void {
-    this.session = s;
-  }
-
-  get smp(): SmpSession {
-    if (!this.session) throw new WearableHostError('smp', 'SMP session not attached yet');
-    return this.session;
   }
 
   /** The peer's address on air. */
@@ -188,7 +181,7 @@ export class CentralLink {
 
   /** The peer's identity once known (bond or key distribution). */
   get peerIdentity(): Address | undefined {
-    return this.session?.peerIdentity;
+    return this.smp.peerIdentity;
   }
 
   get security(): LinkSecurity {
@@ -260,30 +253,27 @@ export class Central extends TypedEmitter<CentralEvents> {
   private readonly scanCache = new Map<string, ScanEntry>();
   private scanning = false;
   private pending: PendingConnect | undefined;
-  private identityValue: LocalIdentity | undefined;
-  private ownAddress: Address | undefined;
+  /** Our identity and the address we use on air (identity, or a fresh RPA per connection). */
+  private readonly ownAddress: OwnAddress;
   private stopped = false;
 
   constructor(opts: CentralOptions) {
     super();
     this.opts = opts;
     this.log = opts.log;
-    ({ hci: this.hci, security: this.security } = buildHciAndSecurity(opts));
+    ({ hci: this.hci, security: this.security, ownAddress: this.ownAddress } = buildDeviceStack(opts, { kind: opts.privacy === 'rpa' ? 'per-connection' : 'identity' }));
     this.hci.on('connected', (c) => this.onConnected(c));
     this.hci.on('connectionFailed', (f) => this.onConnectionFailed(f.status));
     this.hci.on('disconnected', (c, reason, name) => this.onDisconnected(c, reason, name));
-    this.hci.on('acl', (handle, frame) => this.links.get(handle)?.l2cap.onFrame(frame));
+    // SMP sees Encryption Change / Key Refresh first (routeLinkEvents), then the central reports it.
+    routeLinkEvents(this.hci, (handle) => this.links.get(handle)?.stack);
     this.hci.on('encryptionChanged', (c, ch) => {
       const link = this.links.get(c.handle);
-      if (!link) return;
-      link.smp.onEncryptionChange(ch.status, ch.enabled);
-      this.emit('encryptionChanged', link, { status: ch.status, enabled: ch.enabled });
+      if (link) this.emit('encryptionChanged', link, { status: ch.status, enabled: ch.enabled });
     });
     this.hci.on('encryptionKeyRefreshed', (c, status) => {
       const link = this.links.get(c.handle);
-      if (!link) return;
-      link.smp.onKeyRefresh(status);
-      this.emit('encryptionChanged', link, { status, enabled: true });
+      if (link) this.emit('encryptionChanged', link, { status, enabled: true });
     });
     this.hci.on('advertisingReport', (r) => this.onReport(r));
     this.hci.on('transportLost', (err) => this.onFatal(err));
@@ -291,12 +281,12 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   /** Our identity (address and IRK distributed when pairing). */
   get identity(): LocalIdentity | undefined {
-    return this.identityValue;
+    return this.ownAddress.identity;
   }
 
   /** The address we use on air now. */
   get currentAddress(): Address | undefined {
-    return this.ownAddress;
+    return this.ownAddress.addressInUse();
   }
 
   get connections(): readonly CentralLink[] {
@@ -310,16 +300,7 @@ export class Central extends TypedEmitter<CentralEvents> {
   /** Brings the controller up and settles our identity. */
   async start(): Promise<ControllerInfo> {
     const info = await this.hci.init();
-    const stored = this.opts.bonds.getLocalIdentity();
-    const address = info.identityAddress;
-    let id: LocalIdentity;
-    if (stored && sameAddr(stored.address, address)) id = stored;
-    else {
-      id = { address, irk: stored?.irk ?? generateIrk(this.opts.random) };
-      await this.opts.bonds.setLocalIdentity(id);
-    }
-    this.identityValue = id;
-    this.ownAddress = address;
+    await this.ownAddress.settleIdentity(info.identityAddress);
     this.emit('ready', info);
     return info;
   }
@@ -356,7 +337,7 @@ export class Central extends TypedEmitter<CentralEvents> {
       scanType: 1,
       interval: s.interval,
       window: s.window,
-      ownAddressType: addressTypeToByte(this.ownAddress?.type ?? 'random'),
+      ownAddressType: this.ownAddress.ownAddressType(),
       filterPolicy: 0,
     });
     await this.hci.command('LeSetScanEnable', { enable: true, filterDuplicates: false });
@@ -454,12 +435,9 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   /** A fresh RPA from our IRK (LE Set Random Address). Scanning must be off. */
   async rotateAddress(): Promise<Address> {
-    const id = this.identityValue;
-    if (!id) throw new WearableHostError('hci', 'start() the central before connecting');
+    if (!this.ownAddress.identity) throw new WearableHostError('hci', 'start() the central before connecting');
     if (this.scanning) await this.stopScan();
-    const rpa = generateRpa(id.irk, this.opts.random);
-    await this.hci.command('LeSetRandomAddress', { address: rpa.address });
-    this.ownAddress = rpa;
+    const rpa = await this.ownAddress.newPrivateAddress();
     this.scanCache.clear();
     this.log.debug({ rpa: rpa.address }, 'new resolvable private address');
     return rpa;
@@ -481,7 +459,7 @@ export class Central extends TypedEmitter<CentralEvents> {
           initiatorFilterPolicy: 0,
           peerAddressType: addressTypeToByte(peer.type),
           peerAddress: peer.address,
-          ownAddressType: addressTypeToByte(this.ownAddress?.type ?? 'random'),
+          ownAddressType: this.ownAddress.ownAddressType(),
           connIntervalMin: p.intervalMin,
           connIntervalMax: p.intervalMax,
           maxLatency: p.latency,
@@ -549,10 +527,13 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   private buildLink(c: HciConnection): CentralLink {
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
-    const l2cap = openL2cap(this.hci, c, {
+    const tap = this.opts.smpTap;
+    const localAddress = this.ownAddress.localAddressFor(c);
+    const stack = openLinkStack(this.hci, this.security, c, {
       clock: this.opts.clock,
       log,
       mtu: this.opts.mtu ?? 517,
+      localAddress,
       onParameterUpdateRequest: async (params) => {
         const accept = isValidConnectionParameters(params) && (this.opts.acceptParameters ? this.opts.acceptParameters(params) : true);
         const l = this.links.get(c.handle);
@@ -569,41 +550,18 @@ export class Central extends TypedEmitter<CentralEvents> {
         });
         return true;
       },
-    });
-    const localAddress = this.ownAddress ?? this.hci.info?.identityAddress ?? { type: 'random', address: '00:00:00:00:00:00' };
-    let smpRef: SmpSession | undefined;
-    const bearer = new AttBearer({
-      lower: {
-        send: (pdu) => l2cap.sendFixed(FixedCid.Att, pdu),
-        get security(): LinkSecurity {
-          if (!smpRef) throw new WearableHostError('smp', 'no SMP session yet');
-          return smpRef.security;
-        },
-        peer: c.peer,
-        peerIdentity: () => smpRef?.peerIdentity,
-      },
-      clock: this.opts.clock,
-      log: log.child({ layer: 'att' }),
-      mtu: this.opts.mtu ?? 517,
-    });
-    const gatt = new GattClient({ bearer, log: log.child({ layer: 'gatt' }) });
-    const link = new CentralLink(this, c, l2cap, bearer, gatt, localAddress, this.opts.clock.now());
-    const tap = this.opts.smpTap;
-    const base = buildSmpLower(this.hci, c, l2cap, localAddress);
-    const smp = this.security.createSession({
-      ...base,
-      send: (pdu) => {
+      // The phone layer's tap sees every SMP PDU both ways.
+      smpSend: (pdu) => {
         const out = tap?.outbound ? tap.outbound(link, pdu) : pdu;
         if (out) link.sendSmp(out);
       },
+      smpInbound: (pdu) => !tap?.inbound || tap.inbound(link, pdu),
     });
-    smpRef = smp;
-    link.attachSmp(smp);
+    const { l2cap, smp } = stack;
+    const bearer = new AttBearer({ lower: attLower(c, stack), clock: this.opts.clock, log: log.child({ layer: 'att' }), mtu: this.opts.mtu ?? 517 });
+    const gatt = new GattClient({ bearer, log: log.child({ layer: 'gatt' }) });
+    const link = new CentralLink(this, c, stack, bearer, gatt, localAddress, this.opts.clock.now());
     this.links.set(c.handle, link);
-    l2cap.setHandler(FixedCid.Smp, (p) => {
-      if (tap?.inbound && !tap.inbound(link, p)) return;
-      smp.onPdu(p);
-    });
     l2cap.setHandler(FixedCid.Att, (p) => bearer.onPdu(p));
     smp.on('paired', (info) => this.emit('paired', link, info));
     smp.on('pairingFailed', (f) => this.emit('pairingFailed', link, f));
@@ -645,8 +603,7 @@ export class Central extends TypedEmitter<CentralEvents> {
   private closeLink(link: CentralLink, reason: number): void {
     if (!this.links.delete(link.hci.handle)) return;
     link.markClosed(reason);
-    link.l2cap.close();
-    link.smp.onDisconnected();
+    closeLinkStack(link.stack);
     link.bearer.onDisconnected();
   }
 

@@ -15,11 +15,12 @@ import { L2capConnection, FixedCid } from '../../src/l2cap/connection.js';
 import { SecurityManager } from '../../src/smp/security-manager.js';
 import type { SmpSession } from '../../src/smp/pairing.js';
 import type { PairingFailure } from '../../src/smp/types.js';
-import { buildSmpLower } from '../../src/host.js';
+import { buildSmpLower } from '../../src/stack/link.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
 import { generateIrk } from '../../src/privacy/rpa.js';
 import { irkResolvesAddress } from '../../src/smp/crypto.js';
 import { RpaRotator, type RpaRotatorLower } from '../../src/privacy/rpa-rotation.js';
+import { OwnAddressType } from '../../src/privacy/own-address.js';
 import { loadResolvingList, ResolvingListError, type ResolvingListCommand } from '../../src/privacy/resolving-list.js';
 import { HciStatus } from '../../src/hci/status.js';
 import { VirtualAir } from '../../src/sim/air.js';
@@ -97,7 +98,7 @@ async function world(smpLocal: 'rpa-in-use' | 'identity' = 'rpa-in-use') {
   await periph.bonds.setLocalIdentity({ address: info.identityAddress, irk });
   await central.bonds.setLocalIdentity({ address: central.hci.info!.identityAddress, irk: generateIrk(rng) });
 
-  const advertiser = new Advertiser(periph.hci, { name: 'Noira Band', maxConnections: 1, log });
+  const advertiser = new Advertiser(periph.hci, { name: 'Noira Band', maxConnections: 1, ownAddressType: () => OwnAddressType.Random, log });
   let advertisingWanted = false;
   const calls: string[] = [];
   const lower: RpaRotatorLower = {
