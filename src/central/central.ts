@@ -16,8 +16,7 @@
  * are the SmpSession's (src/smp); an optional {@link SmpTap} sees every SMP PDU both ways, which is
  * how phone profiles shape what goes on the wire (src/phone).
  */
-import type { Transport } from '../hci/transport.js';
-import { Hci, type AdvertisingReport, type HciOptions, type PacketDirection } from '../hci/driver.js';
+import type { Hci, AdvertisingReport } from '../hci/driver.js';
 import type { HciConnection } from '../hci/connection.js';
 import type { ControllerInfo } from '../hci/controller-info.js';
 import { AdvertisingReportType } from '../hci/events.js';
@@ -27,17 +26,16 @@ import { FixedCid, type L2capConnection } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
 import type { SecurityManager } from '../smp/security-manager.js';
 import type { SmpSession } from '../smp/pairing.js';
-import type { PairedInfo, PairingFailure, SmpPolicy } from '../smp/types.js';
+import type { PairedInfo, PairingFailure } from '../smp/types.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
-import type { BondStore, LocalIdentity } from '../bonds/types.js';
+import type { LocalIdentity } from '../bonds/types.js';
 import type { OwnAddress } from '../privacy/own-address.js';
-import { buildDeviceStack } from '../stack/device.js';
+import { buildDeviceStack, type StackCoreOptions } from '../stack/device.js';
 import { attLower, closeLinkStack, openLinkStack, routeLinkEvents, type LinkStack } from '../stack/link.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
-import type { RandomSource } from '../util/random.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
 import { GattClient } from './gatt-client.js';
@@ -64,14 +62,7 @@ export interface SmpTap {
   outbound?(link: CentralLink, pdu: Uint8Array): Uint8Array | undefined;
 }
 
-export interface CentralOptions {
-  transport: Transport;
-  clock: Clock;
-  /** The OS CSPRNG in production. */
-  random: RandomSource;
-  log: Logger;
-  bonds: BondStore;
-  policy?: Partial<SmpPolicy>;
+export interface CentralOptions extends StackCoreOptions {
   /** Our ATT receive MTU, offered in Exchange MTU (23..517, default 517). */
   mtu?: number;
   /** Own address: the static identity address, or a fresh RPA before every connection. Default 'static'. */
@@ -86,11 +77,6 @@ export interface CentralOptions {
   /** Scan interval and window, 0.625 ms units (default 96 / 48: 60 ms / 30 ms). */
   scan?: { interval: number; window: number };
   smpTap?: SmpTap;
-  /** Every HCI packet both ways (btsnoop). */
-  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
-  hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
-  /** SMP timeout (default 30 s; tests only). */
-  smpTimeoutMs?: number;
 }
 
 /** An advertiser as seen by our scans (advertising data and scan response merged). */

@@ -17,11 +17,14 @@ import type { RandomSource } from '../util/random.js';
 export interface StackCoreOptions {
   transport: Transport;
   clock: Clock;
+  /** The OS CSPRNG in production. */
   random: RandomSource;
   log: Logger;
   bonds: BondStore;
   policy?: Partial<SmpPolicy>;
+  /** Every HCI packet both ways (btsnoop, diagnosis). */
   trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
+  /** Passed to the driver. */
   hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
   /** SMP timeout (tests only; default 30 s). */
   smpTimeoutMs?: number;
