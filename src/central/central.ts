@@ -1,9 +1,9 @@
 /**
- * The central composition: a phone-like device built from our layers. The HCI driver talks to the
- * controller; GAP central procedures (scanning with decoded advertising reports, connecting by
- * name or address with a timeout, cancelling) run here; per connection an L2CAP demux feeds an
- * SMP session in the initiator role (fixed channel 0x0006) and a GATT client on an ATT bearer
- * (0x0004).
+ * The central composition: a phone-like device built from our layers. The device-wide stack and,
+ * per connection, L2CAP + an SMP session in the initiator role (fixed channel 0x0006) come from
+ * src/stack/, shared with the Peripheral; GAP central procedures (scanning with decoded
+ * advertising reports, connecting by name or address with a timeout, cancelling) run here, and
+ * each link gets a GATT client on an ATT bearer (0x0004): a {@link CentralLink} (./link.ts).
  *
  * Addresses are the privacy layer's (src/privacy/own-address.ts). Our identity is the controller's
  * identity address (the DK's static random address) with an IRK kept in the bond store; it is
@@ -22,23 +22,22 @@ import type { ControllerInfo } from '../hci/controller-info.js';
 import { AdvertisingReportType } from '../hci/events.js';
 import { parseAdvertisement, type ParsedAdvertisement } from '../hci/advertising.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';
-import { FixedCid, type L2capConnection } from '../l2cap/connection.js';
+import { FixedCid } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
 import type { SecurityManager } from '../smp/security-manager.js';
-import type { SmpSession } from '../smp/pairing.js';
 import type { PairedInfo, PairingFailure } from '../smp/types.js';
-import type { LinkSecurity } from '../smp/link-security.js';
 import { AttBearer } from '../att/bearer.js';
 import type { LocalIdentity } from '../bonds/types.js';
 import type { OwnAddress } from '../privacy/own-address.js';
 import { buildDeviceStack, type StackCoreOptions } from '../stack/device.js';
-import { attLower, closeLinkStack, openLinkStack, routeLinkEvents, type LinkStack } from '../stack/link.js';
+import { attLower, closeLinkStack, openLinkStack, routeLinkEvents } from '../stack/link.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
 import type { TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
 import { GattClient } from './gatt-client.js';
+import { CentralLink } from './link.js';
 
 /** Connection parameters asked for in LE Create Connection, HCI units (1.25 ms, 10 ms). */
 export interface InitialConnectionParameters {
@@ -125,80 +124,6 @@ export type CentralEvents = {
   /** The controller or its port is gone. */
   fatal: [Error];
 };
-
-/** One connection's layers, as the central made them. */
-export class CentralLink {
-  readonly hci: HciConnection;
-  readonly l2cap: L2capConnection;
-  readonly smp: SmpSession;
-  readonly bearer: AttBearer;
-  readonly gatt: GattClient;
-  /** Our address on this connection (an RPA in 'rpa' mode). */
-  readonly localAddress: Address;
-  /** Clock time the link came up. */
-  readonly connectedAt: number;
-  private closed = false;
-  disconnectReason: number | undefined;
-
-  /** @internal made by {@link Central}. */
-  constructor(
-    private readonly central: Central,
-    hci: HciConnection,
-    /** @internal the link's L2CAP and SMP (src/stack/link.ts). */
-    readonly stack: LinkStack,
-    bearer: AttBearer,
-    gatt: GattClient,
-    localAddress: Address,
-    connectedAt: number,
-  ) {
-    this.hci = hci;
-    this.l2cap = stack.l2cap;
-    this.smp = stack.smp;
-    this.bearer = bearer;
-    this.gatt = gatt;
-    this.localAddress = localAddress;
-    this.connectedAt = connectedAt;
-  }
-
-  /** The peer's address on air. */
-  get peer(): Address {
-    return this.hci.peer;
-  }
-
-  /** The peer's identity once known (bond or key distribution). */
-  get peerIdentity(): Address | undefined {
-    return this.smp.peerIdentity;
-  }
-
-  get security(): LinkSecurity {
-    return this.smp.security;
-  }
-
-  get open(): boolean {
-    return !this.closed && this.hci.open;
-  }
-
-  /** Sends SMP bytes as they are (a tap's held or own PDU). */
-  sendSmp(pdu: Uint8Array): void {
-    if (!this.open) return;
-    this.l2cap.sendFixed(FixedCid.Smp, pdu).catch(() => undefined);
-  }
-
-  /** HCI Disconnect (default 0x13 Remote User Terminated Connection). Resolves once the link is down. */
-  disconnect(reason: number = HciStatus.RemoteUserTerminatedConnection): Promise<void> {
-    return this.central.disconnect(this, reason);
-  }
-
-  /** @internal */
-  markClosed(reason: number): void {
-    this.closed = true;
-    this.disconnectReason = reason;
-  }
-
-  toString(): string {
-    return `${formatAddress(this.localAddress)} -> ${formatAddress(this.peer)} (handle 0x${this.hci.handle.toString(16).padStart(4, '0')})`;
-  }
-}
 
 interface PendingConnect {
   readonly target: Address;

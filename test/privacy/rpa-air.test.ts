@@ -1,9 +1,9 @@
 /**
  * RpaRotator against the real driver, the real Advertiser and the virtual controller on the virtual
- * air (no src/host.ts wiring yet): a phone-like central built from our layers scans, sees only our
- * resolvable private address, pairs (f5/f6 over the RPA that was on air), receives our identity in
- * key distribution, and after a rotation finds and re-encrypts with us at the new address.
- * The peripheral side here is the wiring src/host.ts is meant to gain for `--privacy`.
+ * air (wired here by hand, not by src/privacy/own-address.ts): a phone-like central built from our
+ * layers scans, sees only our resolvable private address, pairs (f5/f6 over the RPA that was on
+ * air), receives our identity in key distribution, and after a rotation finds and re-encrypts with
+ * us at the new address.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
