@@ -4,30 +4,27 @@
  * come from src/stack/, shared with the Central; here they are wired to the advertiser and a GATT
  * server (ATT fixed channel 0x0004) over `db`.
  */
-import type { Transport } from './hci/transport.js';
-import type { Hci, HciOptions, PacketDirection } from './hci/driver.js';
+import type { Hci } from './hci/driver.js';
 import type { HciConnection } from './hci/connection.js';
 import type { ControllerInfo } from './hci/controller-info.js';
 import { Advertiser, DEFAULT_DEVICE_NAME } from './hci/advertiser.js';
 import { HciStatus } from './hci/status.js';
 import { HciError } from './hci/hci-error.js';
-import type { L2capConnection } from './l2cap/connection.js';
-import { FixedCid } from './l2cap/connection.js';
+import { FixedCid, type L2capConnection } from './l2cap/connection.js';
 import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2cap/conn-params.js';
 import type { SecurityManager } from './smp/security-manager.js';
 import type { SmpSession } from './smp/pairing.js';
-import type { SmpPolicy, PairedInfo, PairingFailure } from './smp/types.js';
+import type { PairedInfo, PairingFailure } from './smp/types.js';
 import { AttServer } from './att/server.js';
 import type { GattDatabase } from './gatt/database.js';
-import type { BondStore, LocalIdentity } from './bonds/types.js';
+import type { LocalIdentity } from './bonds/types.js';
 import type { AdvertisingPause, OwnAddress } from './privacy/own-address.js';
-import { buildDeviceStack } from './stack/device.js';
+import { buildDeviceStack, type StackCoreOptions } from './stack/device.js';
 import { attLower, closeLinkStack, openLinkStack, routeLinkEvents } from './stack/link.js';
 import type { Address } from './util/address.js';
 import { formatAddress } from './util/address.js';
-import type { Clock, TimerHandle } from './util/clock.js';
+import type { TimerHandle } from './util/clock.js';
 import type { Logger } from './util/log.js';
-import type { RandomSource } from './util/random.js';
 import { TypedEmitter } from './util/emitter.js';
 
 /** How long stop() waits for the controller to report the links it was asked to end. */
@@ -53,13 +50,8 @@ export type PeripheralEvents = {
   fatal: [Error];
 };
 
-export interface PeripheralOptions {
-  transport: Transport;
-  clock: Clock;
-  /** The OS CSPRNG in production. */
-  random: RandomSource;
-  log: Logger;
-  bonds: BondStore;
+/** The stack's options (transport, clock, random, log, bonds, SMP policy, trace, driver options) and the peripheral's. */
+export interface PeripheralOptions extends Omit<StackCoreOptions, 'smpTimeoutMs'> {
   db: GattDatabase;
   /** Complete local name advertised. Default "Noira Band". */
   name?: string;
@@ -67,7 +59,6 @@ export interface PeripheralOptions {
   appearance?: number;
   /** 16-bit service UUIDs advertised. */
   serviceUuids16?: number[];
-  policy?: Partial<SmpPolicy>;
   /** Largest ATT_MTU offered (default 517). */
   mtu?: number;
   /** Minimum key size for encrypted attributes (default: the SMP policy's, 16). */
@@ -78,10 +69,6 @@ export interface PeripheralOptions {
   connectionParametersDelayMs?: number;
   /** Concurrent peripheral connections (advertising continues below this). Default 1. */
   maxConnections?: number;
-  /** Every HCI packet both ways (btsnoop, diagnosis). */
-  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
-  /** Passed to the driver. */
-  hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
   /**
    * Host-based privacy: advertise and connect from resolvable private addresses made from our IRK,
    * rotated every `rpaTimeoutS` seconds (default 900); the identity is distributed at pairing.
