@@ -4,7 +4,8 @@
  * GATT client, optionally the SMP initiator), one virtual controller each. The same central
  * connects to ble-host when ble-host is the peripheral.
  */
-import { Peripheral, buildSmpLower } from '../src/host.js';
+import { Peripheral } from '../src/host.js';
+import { buildSmpLower } from '../src/stack/link.js';
 import { Hci } from '../src/hci/driver.js';
 import type { HciConnection } from '../src/hci/connection.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
@@ -18,7 +19,7 @@ import type { SmpSession } from '../src/smp/pairing.js';
 import { buildGattDatabase, type GattDatabase } from '../src/gatt/database.js';
 import { Uuid } from '../src/gatt/uuid.js';
 import { MemoryBondStore } from '../src/bonds/memory.js';
-import { generateIrk } from '../src/bonds/privacy.js';
+import { generateIrk } from '../src/privacy/rpa.js';
 import type { VirtualAir } from '../src/sim/air.js';
 import type { VirtualControllerOptions } from '../src/sim/controller.js';
 import type { Clock } from '../src/util/clock.js';

@@ -3,9 +3,9 @@
  * rule, and resolvable private address resolution with a per-address cache.
  */
 import type { Address } from '../util/address.js';
-import { addressToWire } from '../util/address.js';
+import { addressToWire, isResolvablePrivateAddress } from '../util/address.js';
 import { bytesEqual } from '../util/bytes.js';
-import { ah, isResolvablePrivateAddress } from './privacy.js';
+import { ah } from '../crypto/index.js';
 import { bondKey, checkBondRecord } from './record.js';
 import { BondStoreError } from './errors.js';
 import type { BondRecord, BondStoreCapacity, WhenBondStoreFull } from './types.js';

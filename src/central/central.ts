@@ -1,45 +1,43 @@
 /**
- * The central composition: a phone-like device built from our layers. The HCI driver talks to the
- * controller; GAP central procedures (scanning with decoded advertising reports, connecting by
- * name or address with a timeout, cancelling) run here; per connection an L2CAP demux feeds an
- * SMP session in the initiator role (fixed channel 0x0006) and a GATT client on an ATT bearer
- * (0x0004).
+ * The central composition: a phone-like device built from our layers. The device-wide stack and,
+ * per connection, L2CAP + an SMP session in the initiator role (fixed channel 0x0006) come from
+ * src/stack/, shared with the Peripheral; GAP central procedures (scanning with decoded
+ * advertising reports, connecting by name or address with a timeout, cancelling) run here, and
+ * each link gets a GATT client on an ATT bearer (0x0004): a {@link CentralLink} (./link.ts).
  *
- * Addresses. Our identity is the controller's identity address (the DK's static random address)
- * with an IRK kept in the bond store; it is distributed during pairing (Identity Information and
- * Identity Address Information). With `privacy: 'rpa'` a fresh resolvable private address is set
- * before every connection (LE Set Random Address with generateRpa; Core 5.4 Vol 6 Part B 1.3.2.2),
- * so a bonded peripheral must resolve it with our IRK. A peripheral that uses RPAs is recognised
- * when a bond holds its IRK (Core 5.4 Vol 3 Part C 10.7).
+ * Addresses are the privacy layer's (src/privacy/own-address.ts). Our identity is the controller's
+ * identity address (the DK's static random address) with an IRK kept in the bond store; it is
+ * distributed during pairing (Identity Information and Identity Address Information). With
+ * `privacy: 'rpa'` a fresh resolvable private address is set before every connection (Core 5.4
+ * Vol 6 Part B 1.3.2.2), so a bonded peripheral must resolve it with our IRK. A peripheral that
+ * uses RPAs is recognised when a bond holds its IRK (Core 5.4 Vol 3 Part C 10.7).
  *
  * Security. Pairing, re-encryption with a stored key (LE Enable Encryption) and Security Requests
  * are the SmpSession's (src/smp); an optional {@link SmpTap} sees every SMP PDU both ways, which is
  * how phone profiles shape what goes on the wire (src/phone).
  */
-import type { Transport } from '../hci/transport.js';
-import { Hci, type AdvertisingReport, type HciOptions, type PacketDirection } from '../hci/driver.js';
+import type { Hci, AdvertisingReport } from '../hci/driver.js';
 import type { HciConnection } from '../hci/connection.js';
 import type { ControllerInfo } from '../hci/controller-info.js';
 import { AdvertisingReportType } from '../hci/events.js';
 import { parseAdvertisement, type ParsedAdvertisement } from '../hci/advertising.js';
 import { HciStatus, hciStatusName } from '../hci/status.js';
-import { FixedCid, type L2capConnection } from '../l2cap/connection.js';
+import { FixedCid } from '../l2cap/connection.js';
 import { isValidConnectionParameters, type ConnectionParameters } from '../l2cap/conn-params.js';
-import { SecurityManager } from '../smp/security-manager.js';
-import type { SmpSession } from '../smp/pairing.js';
-import type { PairedInfo, PairingFailure, SmpPolicy } from '../smp/types.js';
-import type { LinkSecurity } from '../smp/link-security.js';
+import type { SecurityManager } from '../smp/security-manager.js';
+import type { PairedInfo, PairingFailure } from '../smp/types.js';
 import { AttBearer } from '../att/bearer.js';
-import type { BondStore, LocalIdentity } from '../bonds/types.js';
-import { generateIrk, generateRpa } from '../bonds/privacy.js';
-import { buildHciAndSecurity, buildSmpLower, openL2cap } from '../host.js';
+import type { LocalIdentity } from '../bonds/types.js';
+import type { OwnAddress } from '../privacy/own-address.js';
+import { buildDeviceStack, type StackCoreOptions } from '../stack/device.js';
+import { attLower, closeLinkStack, openLinkStack, routeLinkEvents } from '../stack/link.js';
 import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
-import type { RandomSource } from '../util/random.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
 import { GattClient } from '../gatt/client.js';
+import { CentralLink } from './link.js';
 
 /** Connection parameters asked for in LE Create Connection, HCI units (1.25 ms, 10 ms). */
 export interface InitialConnectionParameters {
@@ -63,14 +61,7 @@ export interface SmpTap {
   outbound?(link: CentralLink, pdu: Uint8Array): Uint8Array | undefined;
 }
 
-export interface CentralOptions {
-  transport: Transport;
-  clock: Clock;
-  /** The OS CSPRNG in production. */
-  random: RandomSource;
-  log: Logger;
-  bonds: BondStore;
-  policy?: Partial<SmpPolicy>;
+export interface CentralOptions extends StackCoreOptions {
   /** Our ATT receive MTU, offered in Exchange MTU (23..517, default 517). */
   mtu?: number;
   /** Own address: the static identity address, or a fresh RPA before every connection. Default 'static'. */
@@ -85,11 +76,6 @@ export interface CentralOptions {
   /** Scan interval and window, 0.625 ms units (default 96 / 48: 60 ms / 30 ms). */
   scan?: { interval: number; window: number };
   smpTap?: SmpTap;
-  /** Every HCI packet both ways (btsnoop). */
-  trace?: (dir: PacketDirection, h4Packet: Uint8Array) => void;
-  hci?: Partial<Omit<HciOptions, 'clock' | 'log' | 'trace'>>;
-  /** SMP timeout (default 30 s; tests only). */
-  smpTimeoutMs?: number;
 }
 
 /** An advertiser as seen by our scans (advertising data and scan response merged). */
@@ -139,88 +125,6 @@ export type CentralEvents = {
   fatal: [Error];
 };
 
-/** One connection's layers, as the central made them. */
-export class CentralLink {
-  readonly hci: HciConnection;
-  readonly l2cap: L2capConnection;
-  readonly bearer: AttBearer;
-  readonly gatt: GattClient;
-  /** Our address on this connection (an RPA in 'rpa' mode). */
-  readonly localAddress: Address;
-  /** Clock time the link came up. */
-  readonly connectedAt: number;
-  private session: SmpSession | undefined;
-  private closed = false;
-  disconnectReason: number | undefined;
-
-  /** @internal made by {@link Central}. */
-  constructor(
-    private readonly central: Central,
-    hci: HciConnection,
-    l2cap: L2capConnection,
-    bearer: AttBearer,
-    gatt: GattClient,
-    localAddress: Address,
-    connectedAt: number,
-  ) {
-    this.hci = hci;
-    this.l2cap = l2cap;
-    this.bearer = bearer;
-    this.gatt = gatt;
-    this.localAddress = localAddress;
-    this.connectedAt = connectedAt;
-  }
-
-  /** @internal */
-  attachSmp(s: SmpSession): void {
-    this.session = s;
-  }
-
-  get smp(): SmpSession {
-    if (!this.session) throw new WearableHostError('smp', 'SMP session not attached yet');
-    return this.session;
-  }
-
-  /** The peer's address on air. */
-  get peer(): Address {
-    return this.hci.peer;
-  }
-
-  /** The peer's identity once known (bond or key distribution). */
-  get peerIdentity(): Address | undefined {
-    return this.session?.peerIdentity;
-  }
-
-  get security(): LinkSecurity {
-    return this.smp.security;
-  }
-
-  get open(): boolean {
-    return !this.closed && this.hci.open;
-  }
-
-  /** Sends SMP bytes as they are (a tap's held or own PDU). */
-  sendSmp(pdu: Uint8Array): void {
-    if (!this.open) return;
-    this.l2cap.sendFixed(FixedCid.Smp, pdu).catch(() => undefined);
-  }
-
-  /** HCI Disconnect (default 0x13 Remote User Terminated Connection). Resolves once the link is down. */
-  disconnect(reason: number = HciStatus.RemoteUserTerminatedConnection): Promise<void> {
-    return this.central.disconnect(this, reason);
-  }
-
-  /** @internal */
-  markClosed(reason: number): void {
-    this.closed = true;
-    this.disconnectReason = reason;
-  }
-
-  toString(): string {
-    return `${formatAddress(this.localAddress)} -> ${formatAddress(this.peer)} (handle 0x${this.hci.handle.toString(16).padStart(4, '0')})`;
-  }
-}
-
 interface PendingConnect {
   readonly target: Address;
   readonly resolve: (l: CentralLink) => void;
@@ -260,30 +164,27 @@ export class Central extends TypedEmitter<CentralEvents> {
   private readonly scanCache = new Map<string, ScanEntry>();
   private scanning = false;
   private pending: PendingConnect | undefined;
-  private identityValue: LocalIdentity | undefined;
-  private ownAddress: Address | undefined;
+  /** Our identity and the address we use on air (identity, or a fresh RPA per connection). */
+  private readonly ownAddress: OwnAddress;
   private stopped = false;
 
   constructor(opts: CentralOptions) {
     super();
     this.opts = opts;
     this.log = opts.log;
-    ({ hci: this.hci, security: this.security } = buildHciAndSecurity(opts));
+    ({ hci: this.hci, security: this.security, ownAddress: this.ownAddress } = buildDeviceStack(opts, { kind: opts.privacy === 'rpa' ? 'per-connection' : 'identity' }));
     this.hci.on('connected', (c) => this.onConnected(c));
     this.hci.on('connectionFailed', (f) => this.onConnectionFailed(f.status));
     this.hci.on('disconnected', (c, reason, name) => this.onDisconnected(c, reason, name));
-    this.hci.on('acl', (handle, frame) => this.links.get(handle)?.l2cap.onFrame(frame));
+    // SMP sees Encryption Change / Key Refresh first (routeLinkEvents), then the central reports it.
+    routeLinkEvents(this.hci, (handle) => this.links.get(handle)?.stack);
     this.hci.on('encryptionChanged', (c, ch) => {
       const link = this.links.get(c.handle);
-      if (!link) return;
-      link.smp.onEncryptionChange(ch.status, ch.enabled);
-      this.emit('encryptionChanged', link, { status: ch.status, enabled: ch.enabled });
+      if (link) this.emit('encryptionChanged', link, { status: ch.status, enabled: ch.enabled });
     });
     this.hci.on('encryptionKeyRefreshed', (c, status) => {
       const link = this.links.get(c.handle);
-      if (!link) return;
-      link.smp.onKeyRefresh(status);
-      this.emit('encryptionChanged', link, { status, enabled: true });
+      if (link) this.emit('encryptionChanged', link, { status, enabled: true });
     });
     this.hci.on('advertisingReport', (r) => this.onReport(r));
     this.hci.on('transportLost', (err) => this.onFatal(err));
@@ -291,12 +192,12 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   /** Our identity (address and IRK distributed when pairing). */
   get identity(): LocalIdentity | undefined {
-    return this.identityValue;
+    return this.ownAddress.identity;
   }
 
   /** The address we use on air now. */
   get currentAddress(): Address | undefined {
-    return this.ownAddress;
+    return this.ownAddress.addressInUse();
   }
 
   get connections(): readonly CentralLink[] {
@@ -310,16 +211,7 @@ export class Central extends TypedEmitter<CentralEvents> {
   /** Brings the controller up and settles our identity. */
   async start(): Promise<ControllerInfo> {
     const info = await this.hci.init();
-    const stored = this.opts.bonds.getLocalIdentity();
-    const address = info.identityAddress;
-    let id: LocalIdentity;
-    if (stored && sameAddr(stored.address, address)) id = stored;
-    else {
-      id = { address, irk: stored?.irk ?? generateIrk(this.opts.random) };
-      await this.opts.bonds.setLocalIdentity(id);
-    }
-    this.identityValue = id;
-    this.ownAddress = address;
+    await this.ownAddress.settleIdentity(info.identityAddress);
     this.emit('ready', info);
     return info;
   }
@@ -356,7 +248,7 @@ export class Central extends TypedEmitter<CentralEvents> {
       scanType: 1,
       interval: s.interval,
       window: s.window,
-      ownAddressType: addressTypeToByte(this.ownAddress?.type ?? 'random'),
+      ownAddressType: this.ownAddress.ownAddressType(),
       filterPolicy: 0,
     });
     await this.hci.command('LeSetScanEnable', { enable: true, filterDuplicates: false });
@@ -454,12 +346,9 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   /** A fresh RPA from our IRK (LE Set Random Address). Scanning must be off. */
   async rotateAddress(): Promise<Address> {
-    const id = this.identityValue;
-    if (!id) throw new WearableHostError('hci', 'start() the central before connecting');
+    if (!this.ownAddress.identity) throw new WearableHostError('hci', 'start() the central before connecting');
     if (this.scanning) await this.stopScan();
-    const rpa = generateRpa(id.irk, this.opts.random);
-    await this.hci.command('LeSetRandomAddress', { address: rpa.address });
-    this.ownAddress = rpa;
+    const rpa = await this.ownAddress.newPrivateAddress();
     this.scanCache.clear();
     this.log.debug({ rpa: rpa.address }, 'new resolvable private address');
     return rpa;
@@ -481,7 +370,7 @@ export class Central extends TypedEmitter<CentralEvents> {
           initiatorFilterPolicy: 0,
           peerAddressType: addressTypeToByte(peer.type),
           peerAddress: peer.address,
-          ownAddressType: addressTypeToByte(this.ownAddress?.type ?? 'random'),
+          ownAddressType: this.ownAddress.ownAddressType(),
           connIntervalMin: p.intervalMin,
           connIntervalMax: p.intervalMax,
           maxLatency: p.latency,
@@ -549,10 +438,13 @@ export class Central extends TypedEmitter<CentralEvents> {
 
   private buildLink(c: HciConnection): CentralLink {
     const log = this.log.child({ conn: c.handle, peer: formatAddress(c.peer) });
-    const l2cap = openL2cap(this.hci, c, {
+    const tap = this.opts.smpTap;
+    const localAddress = this.ownAddress.localAddressFor(c);
+    const stack = openLinkStack(this.hci, this.security, c, {
       clock: this.opts.clock,
       log,
       mtu: this.opts.mtu ?? 517,
+      localAddress,
       onParameterUpdateRequest: async (params) => {
         const accept = isValidConnectionParameters(params) && (this.opts.acceptParameters ? this.opts.acceptParameters(params) : true);
         const l = this.links.get(c.handle);
@@ -569,34 +461,18 @@ export class Central extends TypedEmitter<CentralEvents> {
         });
         return true;
       },
-    });
-    const localAddress = this.ownAddress ?? this.hci.info?.identityAddress ?? { type: 'random', address: '00:00:00:00:00:00' };
-    const bearer = new AttBearer({
-      lower: {
-        send: (pdu) => l2cap.sendFixed(FixedCid.Att, pdu),
-        peer: c.peer,
-      },
-      clock: this.opts.clock,
-      log: log.child({ layer: 'att' }),
-      mtu: this.opts.mtu ?? 517,
-    });
-    const gatt = new GattClient({ bearer, log: log.child({ layer: 'gatt' }) });
-    const link = new CentralLink(this, c, l2cap, bearer, gatt, localAddress, this.opts.clock.now());
-    const tap = this.opts.smpTap;
-    const base = buildSmpLower(this.hci, c, l2cap, localAddress);
-    const smp = this.security.createSession({
-      ...base,
-      send: (pdu) => {
+      // The phone layer's tap sees every SMP PDU both ways.
+      smpSend: (pdu) => {
         const out = tap?.outbound ? tap.outbound(link, pdu) : pdu;
         if (out) link.sendSmp(out);
       },
+      smpInbound: (pdu) => !tap?.inbound || tap.inbound(link, pdu),
     });
-    link.attachSmp(smp);
+    const { l2cap, smp } = stack;
+    const bearer = new AttBearer({ lower: attLower(c, stack), clock: this.opts.clock, log: log.child({ layer: 'att' }), mtu: this.opts.mtu ?? 517 });
+    const gatt = new GattClient({ bearer, log: log.child({ layer: 'gatt' }) });
+    const link = new CentralLink(this, c, stack, bearer, gatt, localAddress, this.opts.clock.now());
     this.links.set(c.handle, link);
-    l2cap.setHandler(FixedCid.Smp, (p) => {
-      if (tap?.inbound && !tap.inbound(link, p)) return;
-      smp.onPdu(p);
-    });
     l2cap.setHandler(FixedCid.Att, (p) => bearer.onPdu(p));
     smp.on('paired', (info) => this.emit('paired', link, info));
     smp.on('pairingFailed', (f) => this.emit('pairingFailed', link, f));
@@ -638,8 +514,7 @@ export class Central extends TypedEmitter<CentralEvents> {
   private closeLink(link: CentralLink, reason: number): void {
     if (!this.links.delete(link.hci.handle)) return;
     link.markClosed(reason);
-    link.l2cap.close();
-    link.smp.onDisconnected();
+    closeLinkStack(link.stack);
     link.bearer.onDisconnected();
   }
 

@@ -5,11 +5,10 @@
  */
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { isValidAddressText, randomAddressKind, type Address } from '../util/address.js';
+import { isResolvablePrivateAddress, isValidAddressText, randomAddressKind, type Address } from '../util/address.js';
 import { WearableHostError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { JsonFileBondStore, defaultBondsPath } from '../bonds/json-store.js';
-import { isResolvablePrivateAddress } from '../bonds/privacy.js';
 import type { BondRecord } from '../bonds/types.js';
 
 /** Where the command reads and writes, injectable for tests. */

@@ -27,7 +27,7 @@ import { controllerOption } from './options.js';
 import { isFirmwareName } from '../sim/firmware.js';
 import { Option } from 'commander';
 import { MemoryBondStore } from '../bonds/memory.js';
-import { generateIrk } from '../bonds/privacy.js';
+import { generateIrk } from '../privacy/rpa.js';
 import { osRandom, seededRandom } from '../util/random.js';
 import { toHex } from '../util/bytes.js';
 import type { LocalIdentity } from '../bonds/types.js';

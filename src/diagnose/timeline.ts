@@ -20,7 +20,7 @@
  * Core 5.4 references: HCI events and commands Vol 4 Part E 7; ACL Vol 4 Part E 5.4.2; L2CAP basic
  * frames Vol 3 Part A 3.1; SMP Vol 3 Part H 3; ATT Vol 3 Part F 3.4; Service Changed Vol 3 Part G 7.1.
  */
-import { addressTypeFromByte, randomAddressKind, type Address } from '../util/address.js';
+import { addressTypeFromByte, isResolvablePrivateAddress, randomAddressKind, type Address } from '../util/address.js';
 import { decodeAcl, AclBoundary } from '../hci/acl.js';
 import { decodeCommand, decodeReturn, formatOpcode } from '../hci/commands.js';
 import { decodeEvent, type HciEvent } from '../hci/events.js';
@@ -28,7 +28,7 @@ import { decodeSignaling } from '../l2cap/signaling-pdu.js';
 import type { ConnectionParameters } from '../l2cap/conn-params.js';
 import { decodeSmp, type SmpPdu } from '../smp/pdu.js';
 import { decodeAttPdu, type AttPdu } from '../att/pdu.js';
-import { irkResolves } from '../bonds/privacy.js';
+import { irkResolvesAddress } from '../privacy/rpa.js';
 import type { CapturedPacket, HciDirection } from './capture.js';
 
 /** The two parties of a phone-accessory link. */
@@ -248,10 +248,6 @@ export function sideOf(origin: Origin, localRole: 'central' | 'peripheral' | und
 export function peerKey(conn: ConnectionRecord): string | undefined {
   const a = conn.peer?.identity ?? conn.peer?.onAir;
   return a ? `${a.type}:${a.address}` : undefined;
-}
-
-function isRpa(a: Address): boolean {
-  return a.type === 'random' && randomAddressKind(a.address) === 'resolvable';
 }
 
 interface Reassembly {
@@ -674,7 +670,7 @@ export class TimelineBuilder {
       return { onAir, isRpa: true, identity, identitySource: 'controller' };
     }
     const onAir: Address = { type: addressTypeFromByte(typeByte), address };
-    const rpa = isRpa(onAir);
+    const rpa = isResolvablePrivateAddress(onAir);
     if (!rpa) {
       // Public or static random: the address is the identity (a non-resolvable private address is not).
       const identityLike = onAir.type === 'public' || randomAddressKind(address) === 'static';
@@ -684,7 +680,7 @@ export class TimelineBuilder {
     if (viaResolver) return { onAir, isRpa: true, identity: viaResolver, identitySource: 'resolver' };
     for (let i = this.irks.length - 1; i >= 0; i--) {
       const k = this.irks[i] as KnownIrk;
-      if (irkResolves(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt, irkVia: k.via };
+      if (irkResolvesAddress(k.irk, onAir)) return { onAir, isRpa: true, identity: k.identity, identitySource: 'trace-irk', irkSeenAt: k.seenAt, irkVia: k.via };
     }
     return { onAir, isRpa: true };
   }
@@ -896,5 +892,5 @@ export function eventsOf<K extends TimelineEventKind>(conn: ConnectionRecord, ki
 
 /** Short text of an address for messages. */
 export function addressText(a: Address): string {
-  return `${a.address} (${a.type}${isRpa(a) ? ', resolvable private' : ''})`;
+  return `${a.address} (${a.type}${isResolvablePrivateAddress(a) ? ', resolvable private' : ''})`;
 }

@@ -4,6 +4,9 @@
  * disconnection (while fewer than `maxConnections` peripheral links remain), after a connection
  * when more are allowed, and after the driver re-initialised the controller.
  * Core 5.4 Vol 4 Part E 7.8.5-7.8.9; Vol 6 Part B 4.4.2.3 (advertising ends when a connection is made).
+ *
+ * Which address advertises is not decided here: Own_Address_Type comes from the caller (the
+ * privacy layer's OwnAddress), read each time the parameters are set.
  */
 import type { Logger } from '../util/log.js';
 import { TypedEmitter } from '../util/emitter.js';
@@ -36,11 +39,10 @@ export interface AdvertiserOptions extends Omit<AdvertisementContent, 'name'> {
   /** Restart after disconnections and re-initialisation. Default true. */
   autoRestart?: boolean;
   /**
-   * Advertise from the random address the host set (the RPA of host-based privacy), whatever the
-   * identity address is: Own_Address_Type 0x01. Default false: the identity address (0x00 for a
-   * public identity, 0x01 for a static random one). Core 5.4 Vol 4 Part E 7.8.5.
+   * Own_Address_Type of LE Set Advertising Parameters (0x00 public, 0x01 the random address set
+   * with LE Set Random Address), asked each time the parameters are set. Core 5.4 Vol 4 Part E 7.8.5.
    */
-  randomOwnAddress?: boolean;
+  ownAddressType: () => number;
   log: Logger;
 }
 
@@ -62,7 +64,7 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
   private readonly log: Logger;
   private readonly maxConnections: number;
   private readonly autoRestart: boolean;
-  private readonly randomOwnAddress: boolean;
+  private readonly ownAddressType: () => number;
   private readonly intervalMin: number;
   private readonly intervalMax: number;
   /** The user wants advertising on. */
@@ -90,11 +92,11 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
     this.name = opts.name ?? DEFAULT_DEVICE_NAME;
     this.maxConnections = Math.max(1, opts.maxConnections ?? 1);
     this.autoRestart = opts.autoRestart ?? true;
-    this.randomOwnAddress = opts.randomOwnAddress ?? false;
+    this.ownAddressType = opts.ownAddressType;
     const iv = opts.intervalMs ?? DEFAULT_ADVERTISING_INTERVAL_MS;
     this.intervalMin = advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.min);
     this.intervalMax = Math.max(this.intervalMin, advertisingIntervalUnits(typeof iv === 'number' ? iv : iv.max));
-    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, randomOwnAddress: _ro, ...content } = opts;
+    const { log: _log, intervalMs: _iv, maxConnections: _mc, autoRestart: _ar, ownAddressType: _oa, ...content } = opts;
     this.payload = buildAdvertisingPayload({ ...content, name: this.name });
     if (this.payload.omitted.length) this.log.warn({ omitted: this.payload.omitted }, 'advertising data: some items fit neither the advertising data nor the scan response');
 
@@ -190,12 +192,11 @@ export class Advertiser extends TypedEmitter<AdvertiserEvents> {
       return;
     }
     if (!this.configured) {
-      const identity = this.hci.info?.identityAddress;
       await this.hci.command('LeSetAdvertisingParameters', {
         intervalMin: this.intervalMin,
         intervalMax: this.intervalMax,
         advertisingType: AdvertisingType.AdvInd,
-        ownAddressType: identity?.type === 'public' && !this.randomOwnAddress ? 0x00 : 0x01,
+        ownAddressType: this.ownAddressType(),
         peerAddressType: 0x00,
         peerAddress: '00:00:00:00:00:00',
         channelMap: 0x07,

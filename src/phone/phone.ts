@@ -10,7 +10,8 @@
  * The Pairing Request is the profile's: its AuthReq bits (CT2, Keypress) and key distribution are
  * SMP policy fields, so the SMP session sends them itself and feeds the same AuthReq to f6.
  */
-import { Central, CentralError, type CentralLink, type SmpTap } from '../central/central.js';
+import { Central, CentralError, type SmpTap } from '../central/central.js';
+import type { CentralLink } from '../central/link.js';
 import type { RemoteDatabase, CharacteristicView } from '../gatt/client.js';
 import type { Transport } from '../hci/transport.js';
 import type { PacketDirection } from '../hci/driver.js';

@@ -17,8 +17,8 @@
  * order: a Connection Complete for a connection made before our pause arrives before the Command
  * Complete of the disable, so it is seen while {@link RpaRotator.addressInUse} still returns the
  * old address; the new address is recorded only once LE Set Random Address completed, and any
- * later connection comes from advertising enabled after that. The composition root therefore reads
- * `addressInUse()` synchronously in its 'connected' handler and keeps that address for the link.
+ * later connection comes from advertising enabled after that. OwnAddress.localAddressFor (read
+ * synchronously in the 'connected' handler) therefore gives `addressInUse()`, kept for the link.
  */
 import type { Address } from '../util/address.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -27,7 +27,7 @@ import type { RandomSource } from '../util/random.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WearableHostError } from '../util/errors.js';
 import { formatAddress } from '../util/address.js';
-import { generateRpa } from '../bonds/privacy.js';
+import { generateRpa } from './rpa.js';
 
 /** Default rotation period: 15 minutes, GAP's recommended TGAP(private_addr_int) (Core 5.4 Vol 3 Part C Appendix A). */
 export const DEFAULT_RPA_TIMEOUT_S = 900;
@@ -37,7 +37,7 @@ export const MAX_RPA_TIMEOUT_S = 3600;
 /** After a failed rotation the old address stays on air; the next attempt comes this much later. */
 export const DEFAULT_RPA_RETRY_S = 30;
 
-/** The three controller operations a rotation needs; built by the composition root, never the driver itself. */
+/** The three controller operations a rotation needs; built by OwnAddress (src/privacy/own-address.ts), never the driver itself. */
 export interface RpaRotatorLower {
   /** HCI LE Set Random Address. Core 5.4 Vol 4 Part E 7.8.4. */
   setRandomAddress(address: string): Promise<void>;

@@ -53,6 +53,11 @@ export function randomAddressKind(text: string): RandomAddressKind {
   }
 }
 
+/** Whether `address` is a resolvable private address: random, two most significant bits 0b01. Core 5.4 Vol 6 Part B 1.3.2.2. */
+export function isResolvablePrivateAddress(address: Address): boolean {
+  return address.type === 'random' && randomAddressKind(address.address) === 'resolvable';
+}
+
 /** HCI address type byte: 0x00 public, 0x01 random (0x02/0x03 identity types come from the controller's resolving list). */
 export function addressTypeToByte(t: AddressType): number {
   return t === 'public' ? 0 : 1;

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { BondStoreError } from '../../src/bonds/errors.js';
 import { ioError } from '../../src/bonds/io-errors.js';
 import { JsonFileBondStore, defaultBondsPath } from '../../src/bonds/json-store.js';
-import { generateIrk, generateRpa } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa } from '../../src/privacy/rpa.js';
 import { SCHEMA_VERSION, encodeBondFile, locateJsonSyntaxError } from '../../src/bonds/schema.js';
 import type { BondRecord } from '../../src/bonds/types.js';
 import { seededRandom } from '../../src/util/random.js';

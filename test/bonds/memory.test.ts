@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
 import { BondStoreError } from '../../src/bonds/errors.js';
-import { generateIrk, generateRpa } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa } from '../../src/privacy/rpa.js';
 import { seededRandom } from '../../src/util/random.js';
 import { fullBond, minimalBond, peerAddress } from './fixtures/records.js';
 

@@ -11,12 +11,12 @@ import { Hci } from '../../src/hci/driver.js';
 import { createMemoryTransportPair } from '../../src/hci/memory-transport.js';
 import { AdType, encodeAdStructures } from '../../src/hci/advertising.js';
 import { HciStatus } from '../../src/hci/status.js';
-import { generateIrk, generateRpa, isResolvablePrivateAddress } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa } from '../../src/privacy/rpa.js';
 import { AttError } from '../../src/att/types.js';
 import { HealthUuid } from '../../src/gatt/profile.js';
 import { GattUuid } from '../../src/gatt/uuid.js';
 import { seededRandom } from '../../src/util/random.js';
-import type { Address } from '../../src/util/address.js';
+import { isResolvablePrivateAddress, type Address } from '../../src/util/address.js';
 import { drive, log, world } from './helpers.js';
 import { FIRMWARE_NAMES } from '../../src/sim/firmware.js';
 

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { registerBondsCommand, type BondsCommandIo } from '../../src/cli/bonds-command.js';
 import { BondStoreError } from '../../src/bonds/errors.js';
 import { JsonFileBondStore } from '../../src/bonds/json-store.js';
-import { generateIrk, generateRpa } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa } from '../../src/privacy/rpa.js';
 import { toHex } from '../../src/util/bytes.js';
 import { WearableHostError } from '../../src/util/errors.js';
 import { seededRandom } from '../../src/util/random.js';

@@ -33,7 +33,7 @@ import {
   saltFromTag,
 } from '../../src/crypto/index.js';
 import { addressForCrypto } from '../../src/smp/address-field.js';
-import { irkResolves } from '../../src/bonds/privacy.js';
+import { irkResolvesAddress } from '../../src/privacy/rpa.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
 
@@ -192,12 +192,12 @@ test('field helpers: A1/A2 put the address type above the wire address; IOcap is
   assert.equal(toHex(maskKey(k, 16)), toHex(k));
 });
 
-test('irkResolves accepts an RPA built with ah and refuses others', () => {
+test('irkResolvesAddress accepts an RPA built with ah and refuses others', () => {
   const irk = le('ec0234a3 57c8ad05 341010a6 0a397d9b');
   // prand 0x708194 (top bits 01), hash 0x0dfbaa: address 70:81:94:0D:FB:AA.
-  assert.equal(irkResolves(irk, { type: 'random', address: '70:81:94:0D:FB:AA' }), true);
-  assert.equal(irkResolves(irk, { type: 'random', address: '70:81:94:0D:FB:AB' }), false);
-  assert.equal(irkResolves(irk, { type: 'public', address: '70:81:94:0D:FB:AA' }), false);
+  assert.equal(irkResolvesAddress(irk, { type: 'random', address: '70:81:94:0D:FB:AA' }), true);
+  assert.equal(irkResolvesAddress(irk, { type: 'random', address: '70:81:94:0D:FB:AB' }), false);
+  assert.equal(irkResolvesAddress(irk, { type: 'public', address: '70:81:94:0D:FB:AA' }), false);
 });
 
 test('no source file in src/ calls Math.random (randomness is an injected RandomSource)', () => {

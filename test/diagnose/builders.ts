@@ -16,7 +16,7 @@ import { hciLogFields } from '../../src/diagnose/formats/pino.js';
 import type { CapturedPacket, HciDirection } from '../../src/diagnose/capture.js';
 import { addressTypeToByte, type Address } from '../../src/util/address.js';
 import { concatBytes } from '../../src/util/bytes.js';
-import { generateIrk, generateRpa } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa } from '../../src/privacy/rpa.js';
 import { seededRandom } from '../../src/util/random.js';
 
 export type Side = 'phone' | 'accessory';

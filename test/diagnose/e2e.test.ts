@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Peripheral, buildSmpLower } from '../../src/host.js';
+import { Peripheral } from '../../src/host.js';
+import { buildSmpLower } from '../../src/stack/link.js';
 import { Hci, type PacketDirection } from '../../src/hci/driver.js';
 import type { HciConnection } from '../../src/hci/connection.js';
 import { createMemoryTransportPair } from '../../src/hci/memory-transport.js';

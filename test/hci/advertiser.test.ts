@@ -9,6 +9,8 @@ import { makeRig, type Rig } from './fixtures/rig.js';
 
 const log = pino({ level: 'silent' });
 const NAME_HEX = toHex(new TextEncoder().encode('Noira Band'));
+/** The rig's identity is a static random address, which the driver set with LE Set Random Address: Own_Address_Type random. */
+const ownAddressType = (): number => 0x01;
 
 /** Commands sent from index `from` on, as names. */
 function since(rig: Rig, from: number): string[] {
@@ -18,7 +20,7 @@ function since(rig: Rig, from: number): string[] {
 async function advertising(opts: Partial<ConstructorParameters<typeof Advertiser>[1]> = {}): Promise<{ rig: Rig; adv: Advertiser }> {
   const rig = makeRig();
   await rig.hci.init();
-  const adv = new Advertiser(rig.hci, { log, appearance: 0x00c0, serviceUuids16: [0x180d, 0x180f], ...opts });
+  const adv = new Advertiser(rig.hci, { log, ownAddressType, appearance: 0x00c0, serviceUuids16: [0x180d, 0x180f], ...opts });
   await adv.start();
   return { rig, adv };
 }
@@ -27,7 +29,7 @@ test('start() configures legacy connectable undirected advertising with the defa
   const rig = makeRig();
   await rig.hci.init();
   const base = rig.ctrl.commands.length;
-  const adv = new Advertiser(rig.hci, { log, appearance: 0x00c0, serviceUuids16: [0x180d, 0x180f] });
+  const adv = new Advertiser(rig.hci, { log, ownAddressType, appearance: 0x00c0, serviceUuids16: [0x180d, 0x180f] });
   assert.equal(adv.name, 'Noira Band');
   await adv.start();
   const raw = rig.ctrl.commands.slice(base).map((c) => toHex(c.raw));
@@ -138,7 +140,7 @@ test('a failed restart is reported with an error event; start() before bring-up 
   await rig.stop();
 
   const fresh = makeRig();
-  const early = new Advertiser(fresh.hci, { log });
+  const early = new Advertiser(fresh.hci, { log, ownAddressType });
   await assert.rejects(early.start(), /not initialised/);
   early.dispose();
   await fresh.stop();

@@ -16,7 +16,7 @@ import { Central } from '../../src/central/central.js';
 import { createMemoryTransportPair } from '../../src/hci/memory-transport.js';
 import { AdType, encodeAdStructures } from '../../src/hci/advertising.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
-import { isResolvablePrivateAddress } from '../../src/bonds/privacy.js';
+import { isResolvablePrivateAddress } from '../../src/util/address.js';
 import { HealthUuid, WearableProfile } from '../../src/gatt/profile.js';
 import { GattUuid } from '../../src/gatt/uuid.js';
 import { AttError } from '../../src/att/types.js';

@@ -1,9 +1,9 @@
 /**
  * RpaRotator against the real driver, the real Advertiser and the virtual controller on the virtual
- * air (no src/host.ts wiring yet): a phone-like central built from our layers scans, sees only our
- * resolvable private address, pairs (f5/f6 over the RPA that was on air), receives our identity in
- * key distribution, and after a rotation finds and re-encrypts with us at the new address.
- * The peripheral side here is the wiring src/host.ts is meant to gain for `--privacy`.
+ * air (wired here by hand, not by src/privacy/own-address.ts): a phone-like central built from our
+ * layers scans, sees only our resolvable private address, pairs (f5/f6 over the RPA that was on
+ * air), receives our identity in key distribution, and after a rotation finds and re-encrypts with
+ * us at the new address.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,10 +15,12 @@ import { L2capConnection, FixedCid } from '../../src/l2cap/connection.js';
 import { SecurityManager } from '../../src/smp/security-manager.js';
 import type { SmpSession } from '../../src/smp/pairing.js';
 import type { PairingFailure } from '../../src/smp/types.js';
-import { buildSmpLower } from '../../src/host.js';
+import { buildSmpLower } from '../../src/stack/link.js';
 import { MemoryBondStore } from '../../src/bonds/memory.js';
-import { generateIrk, irkResolves } from '../../src/bonds/privacy.js';
+import { generateIrk } from '../../src/privacy/rpa.js';
+import { irkResolvesAddress } from '../../src/privacy/rpa.js';
 import { RpaRotator, type RpaRotatorLower } from '../../src/privacy/rpa-rotation.js';
+import { OwnAddressType } from '../../src/privacy/own-address.js';
 import { loadResolvingList, ResolvingListError, type ResolvingListCommand } from '../../src/privacy/resolving-list.js';
 import { HciStatus } from '../../src/hci/status.js';
 import { VirtualAir } from '../../src/sim/air.js';
@@ -96,7 +98,7 @@ async function world(smpLocal: 'rpa-in-use' | 'identity' = 'rpa-in-use') {
   await periph.bonds.setLocalIdentity({ address: info.identityAddress, irk });
   await central.bonds.setLocalIdentity({ address: central.hci.info!.identityAddress, irk: generateIrk(rng) });
 
-  const advertiser = new Advertiser(periph.hci, { name: 'Noira Band', maxConnections: 1, log });
+  const advertiser = new Advertiser(periph.hci, { name: 'Noira Band', maxConnections: 1, ownAddressType: () => OwnAddressType.Random, log });
   let advertisingWanted = false;
   const calls: string[] = [];
   const lower: RpaRotatorLower = {
@@ -171,7 +173,7 @@ test('on the virtual air: the central sees only our RPA, pairs over it (f5/f6 wi
   const seen1 = await w.scanOnce();
   assert.ok(seen1.length >= 3);
   for (const a of seen1) assert.deepEqual(a, rpa1);
-  assert.equal(irkResolves(w.irk, rpa1), true);
+  assert.equal(irkResolvesAddress(w.irk, rpa1), true);
 
   // 2. Connect to the RPA and pair: the peripheral's SMP used the RPA in use as its A/B address.
   const first = await w.connect(rpa1);

@@ -7,7 +7,8 @@ import {
   type RpaRotatorLower,
   type RpaRotation,
 } from '../../src/privacy/rpa-rotation.js';
-import { generateIrk, irkResolves } from '../../src/bonds/privacy.js';
+import { generateIrk } from '../../src/privacy/rpa.js';
+import { irkResolvesAddress } from '../../src/privacy/rpa.js';
 import { HciError } from '../../src/hci/hci-error.js';
 import { HciStatus } from '../../src/hci/status.js';
 import { addressToWire, randomAddressKind, type Address } from '../../src/util/address.js';
@@ -70,7 +71,7 @@ function assertOurRpa(irk: Uint8Array, a: Address): void {
   assert.equal(a.type, 'random');
   assert.equal((addressToWire(a.address)[5] as number) >> 6, 0b01, `${a.address} has top bits 0b01`);
   assert.equal(randomAddressKind(a.address), 'resolvable');
-  assert.equal(irkResolves(irk, a), true, `${a.address} resolves with our IRK`);
+  assert.equal(irkResolvesAddress(irk, a), true, `${a.address} resolves with our IRK`);
 }
 
 test('start() sets a resolvable private address of our IRK before advertising: pause (not advertising) then LE Set Random Address, no resume', async () => {
@@ -136,7 +137,7 @@ test('every address over 200 rotations resolves with our IRK, not with another I
   const seen = new Set<string>();
   for (const r of rotations) {
     assertOurRpa(irk, r.address);
-    assert.equal(irkResolves(other, r.address), false);
+    assert.equal(irkResolvesAddress(other, r.address), false);
     seen.add(r.address.address);
   }
   assert.equal(seen.size, 200);

@@ -6,7 +6,7 @@
 import type { BondRecord, BondStore, LocalIdentity } from '../../src/bonds/types.js';
 import { ah, computeDhKey, f4, f5, f6, generateKeyPair, ioCapField, maskKey, type P256KeyPair } from '../../src/crypto/index.js';
 import { addressForCrypto } from '../../src/smp/address-field.js';
-import { irkResolves } from '../../src/bonds/privacy.js';
+import { irkResolvesAddress } from '../../src/privacy/rpa.js';
 import { PairingBackoff } from '../../src/smp/backoff.js';
 import { SmpSession } from '../../src/smp/pairing.js';
 import { decodeSmp, encodeSmp, type PairingFeatures, type SmpPdu } from '../../src/smp/pdu.js';
@@ -51,7 +51,7 @@ export class FakeBondStore implements BondStore {
   resolve(address: Address): BondRecord | undefined {
     const direct = this.get(address);
     if (direct) return direct;
-    for (const b of this.bonds.values()) if (b.peerIrk && irkResolves(b.peerIrk, address)) return b;
+    for (const b of this.bonds.values()) if (b.peerIrk && irkResolvesAddress(b.peerIrk, address)) return b;
     return undefined;
   }
   async put(record: BondRecord): Promise<void> {

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ah, generateIrk, generateRpa, irkResolves, isResolvablePrivateAddress } from '../../src/bonds/privacy.js';
+import { generateIrk, generateRpa, irkResolvesAddress } from '../../src/privacy/rpa.js';
+import { ah } from '../../src/crypto/index.js';
 import { fromHex, reversed, toHex } from '../../src/util/bytes.js';
-import { addressToWire, randomAddressKind } from '../../src/util/address.js';
+import { addressToWire, isResolvablePrivateAddress, randomAddressKind } from '../../src/util/address.js';
 import { seededRandom } from '../../src/util/random.js';
 
 // Core 5.4 Vol 3 Part H Appendix D.7: values are printed most significant octet first.
@@ -18,12 +19,12 @@ test('ah matches the Core spec sample (Vol 3 Part H D.7): IRK ec0234..9b, prand 
 test('the spec sample RPA 70:81:94:0D:FB:AA resolves with the spec IRK and not with another', () => {
   const rpa = { type: 'random' as const, address: '70:81:94:0D:FB:AA' };
   assert.equal(isResolvablePrivateAddress(rpa), true);
-  assert.equal(irkResolves(SPEC_IRK, rpa), true);
+  assert.equal(irkResolvesAddress(SPEC_IRK, rpa), true);
   const other = SPEC_IRK.slice();
   other[0] = (other[0] as number) ^ 1;
-  assert.equal(irkResolves(other, rpa), false);
+  assert.equal(irkResolvesAddress(other, rpa), false);
   // Same bits but typed public: not an RPA, never resolves.
-  assert.equal(irkResolves(SPEC_IRK, { type: 'public', address: rpa.address }), false);
+  assert.equal(irkResolvesAddress(SPEC_IRK, { type: 'public', address: rpa.address }), false);
 });
 
 test('ah rejects wrong key and prand lengths', () => {
@@ -46,8 +47,8 @@ test('generateRpa makes resolvable addresses (top bits 01, random part neither a
     const randomPart = (wire[3] as number) | ((wire[4] as number) << 8) | (((wire[5] as number) & 0x3f) << 16);
     assert.ok(randomPart !== 0 && randomPart !== 0x3fffff);
     assert.deepEqual(wire.subarray(0, 3), ah(irk, wire.subarray(3, 6)));
-    assert.equal(irkResolves(irk, rpa), true);
-    assert.equal(irkResolves(otherIrk, rpa), false);
+    assert.equal(irkResolvesAddress(irk, rpa), true);
+    assert.equal(irkResolvesAddress(otherIrk, rpa), false);
     seen.add(rpa.address);
   }
   assert.ok(seen.size > 190, 'addresses are fresh');
@@ -61,5 +62,5 @@ test('generateRpa skips a prand whose random part is all zeros or all ones', () 
   const rpa = generateRpa(SPEC_IRK, rng);
   assert.equal(i, 3);
   assert.equal(rpa.address.slice(0, 8), '40:00:01');
-  assert.equal(irkResolves(SPEC_IRK, rpa), true);
+  assert.equal(irkResolvesAddress(SPEC_IRK, rpa), true);
 });

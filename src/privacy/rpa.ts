@@ -1,33 +1,25 @@
 /**
- * LE privacy: the random address hash function ah (re-exported from src/crypto),
- * resolvable private address (RPA) generation and resolution, IRK generation.
- * Core 5.4 Vol 3 Part H 2.2.2 (ah), Vol 6 Part B 1.3.2.2 (RPA format).
+ * Our own private addresses: IRK generation and resolvable private address (RPA) generation.
+ * Core 5.4 Vol 3 Part H 2.4.2.1 (IRK), Vol 6 Part B 1.3.2.2 (RPA format).
+ *
+ * Also the test "does this IRK resolve that address" (Vol 6 Part B 1.3.2.3). The hash function
+ * ah is src/crypto's; whether an address is an RPA at all is util/address's
+ * isResolvablePrivateAddress (the bond table needs it too, below this layer, and resolves with ah
+ * directly, hashing each address once for all its IRKs).
  *
  * Byte order: keys, prand and hash are little-endian as on the wire (as in SMP's Identity
  * Information PDU).
  */
-import { addressFromWire, addressToWire, randomAddressKind, type Address } from '../util/address.js';
+import { addressFromWire, addressToWire, isResolvablePrivateAddress, type Address } from '../util/address.js';
 import { bytesEqual } from '../util/bytes.js';
 import type { RandomSource } from '../util/random.js';
 import { ah } from '../crypto/index.js';
-
-/**
- * The random address hash function ah(k, r) = e(k, r') mod 2^24 (Core 5.4 Vol 3 Part H 2.2.2),
- * from src/crypto: IRK 16 bytes LE, prand 3 bytes LE (address bytes 3..5 on the
- * wire), result 3 bytes LE (address bytes 0..2).
- */
-export { ah };
 
 /** A fresh 16-byte Identity Resolving Key (little-endian). Core 5.4 Vol 3 Part H 2.4.2.1. */
 export function generateIrk(rng: RandomSource): Uint8Array {
   const irk = rng.bytes(16);
   if (irk.length !== 16) throw new RangeError('random source returned the wrong number of bytes');
   return irk;
-}
-
-/** Whether `address` is a resolvable private address: random, two most significant bits 0b01. Core 5.4 Vol 6 Part B 1.3.2.2. */
-export function isResolvablePrivateAddress(address: Address): boolean {
-  return address.type === 'random' && randomAddressKind(address.address) === 'resolvable';
 }
 
 /**
@@ -48,11 +40,8 @@ export function generateRpa(irk: Uint8Array, rng: RandomSource): Address {
   }
 }
 
-/**
- * Whether `irk` resolves `address`: it is an RPA and ah(irk, prand) equals its hash part.
- * Core 5.4 Vol 3 Part H 2.2.2 and Vol 6 Part B 1.3.2.3.
- */
-export function irkResolves(irk: Uint8Array, address: Address): boolean {
+/** Whether `irk` resolves `address`: an RPA whose hash is ah(irk, prand). Core 5.4 Vol 6 Part B 1.3.2.3. */
+export function irkResolvesAddress(irk: Uint8Array, address: Address): boolean {
   if (!isResolvablePrivateAddress(address)) return false;
   const wire = addressToWire(address.address);
   return bytesEqual(ah(irk, wire.subarray(3, 6)), wire.subarray(0, 3));
