@@ -251,7 +251,7 @@ function buildCharacteristic(
   dv[0] = props;
   dv.set(le16(ch.valueHandle), 1);
   dv.set(uuid.bytes, 3);
-  const declAttr = push({
+  push({
     type: Uuid.from16(GattUuid.characteristic),
     kind: 'characteristic',
     permissions: { read: 'none', write: 'notPermitted' },
@@ -260,7 +260,6 @@ function buildCharacteristic(
     value: dv,
     characteristic: ch,
   });
-  void declAttr;
 
   const kind: AttributeKind = (uuid.value16 !== undefined && special?.get(uuid.value16)) || 'value';
   push({
