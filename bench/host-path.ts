@@ -11,7 +11,9 @@
  *   reached the transport as an H:4 ACL packet (checked).
  * - Write Commands: whole H:4 ACL packets carrying ATT Write Command (244-byte value) are injected
  *   into the host's transport in batches of `batch` per event-loop turn; done when the
- *   characteristic's write handler ran for each.
+ *   characteristic's write handler ran for each. Both stacks get the packets as transport bytes
+ *   that go through an H:4 framer: ours is inside our driver; ble-host's transport contract takes
+ *   whole packets, so its bridge (bench/sink.ts) runs the same framer in front of it.
  * Rate = PDUs / wall time; CPU = process.cpuUsage() (user + system) / PDUs. Runs alternate between
  * the two stacks; the ratio is per pair of runs.
  */
@@ -142,7 +144,7 @@ export async function runHostPath(o: HostPathOptions): Promise<Figure[]> {
     const value = new Uint8Array(PAYLOAD).map((_, i) => i & 0xff);
     const valueBuf = Buffer.from(value);
     const ourWrite = writeCommandPacket(ourLink.hci.handle, charsA.sink.valueHandle, value);
-    const theirWrite = Buffer.from(writeCommandPacket(theirHandle, charsB.sink.valueHandle, value));
+    const theirWrite = writeCommandPacket(theirHandle, charsB.sink.valueHandle, value);
 
     const notifyOurs = async (n: number): Promise<Run> => {
       const before = ours.tap.sink.packets;

@@ -172,7 +172,8 @@ export class SinkTransport extends TypedEmitter<TransportEvents> implements Tran
  * ble-host's transport contract (node_modules/ble-host/docs/api/ble-manager.md): an EventEmitter
  * with write(Buffer) taking one whole H:4 packet, and 'data' events carrying one whole packet.
  * Bridged to one of our byte transports (to a virtual controller) through our H:4 framer, with the
- * same sink in front.
+ * same sink in front. The framer's packets are handed over as Buffer views of the received bytes
+ * (no copy), as a serial transport written for ble-host would.
  */
 export class BleHostTransport extends EventEmitter {
   readonly sink: AclSink;
@@ -181,7 +182,7 @@ export class BleHostTransport extends EventEmitter {
   constructor(private readonly inner: Transport) {
     super();
     this.sink = new AclSink((p) => this.emit('data', Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
-    this.framer = new H4Framer({ direction: 'host', onPacket: (p) => this.emit('data', Buffer.from(p)) });
+    this.framer = new H4Framer({ direction: 'host', onPacket: (p) => this.emit('data', Buffer.from(p.buffer, p.byteOffset, p.byteLength)) });
     inner.on('data', (d) => this.framer.push(d));
     inner.on('close', () => this.emit('close'));
   }
@@ -191,8 +192,12 @@ export class BleHostTransport extends EventEmitter {
     this.inner.write(new Uint8Array(packet)).catch(() => undefined);
   }
 
-  /** Delivers one H:4 packet to ble-host as if the controller had sent it. */
-  inject(h4Packet: Buffer): void {
-    this.emit('data', h4Packet);
+  /**
+   * Delivers the bytes of one H:4 packet to ble-host as if the controller had sent them: through
+   * the same H:4 framer as everything else the controller sends, so ble-host's side of the
+   * benchmark starts from transport bytes, as ours does (our driver frames its own input).
+   */
+  inject(h4Packet: Uint8Array): void {
+    this.framer.push(h4Packet);
   }
 }
