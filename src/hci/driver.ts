@@ -31,7 +31,7 @@ import {
   type CommandReturn,
 } from './commands.js';
 import { decodeEvent, leEventMaskFor, type EventParams, type HciEvent } from './events.js';
-import { decodeAcl } from './acl.js';
+import { aclFormatError, aclHandleAndFlags } from './acl.js';
 import { HciStatus, hciStatusName } from './status.js';
 import { HciError, SILENT_CONTROLLER_CHECKS } from './hci-error.js';
 import type { Codec } from './codec.js';
@@ -990,17 +990,19 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   }
 
   private onAclPacket(body: Uint8Array): void {
-    const d = decodeAcl(body);
-    if (!d.ok) {
-      this.log.warn({ bytes: toHex(body.subarray(0, 16)) }, `malformed ACL packet from ${this.port}: ${d.error}; dropped`);
+    // Read in place: the data path builds no objects for the header (Core 5.4 Vol 4 Part E 5.4.2).
+    const error = aclFormatError(body);
+    if (error !== undefined) {
+      this.log.warn({ bytes: toHex(body.subarray(0, 16)) }, `malformed ACL packet from ${this.port}: ${error}; dropped`);
       return;
     }
-    const { handle, boundary, data } = d.packet;
+    const hf = aclHandleAndFlags(body);
+    const handle = hf & 0x0fff;
     if (!this.conns.has(handle)) {
-      this.log.debug({ handle, length: data.length }, `ACL data for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
+      this.log.debug({ handle, length: body.length - 4 }, `ACL data for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
       return;
     }
-    this.aclRx.push(handle, boundary, data);
+    this.aclRx.push(handle, (hf >> 12) & 0x3, body.subarray(4));
   }
 
   private onEventPacket(body: Uint8Array): void {
