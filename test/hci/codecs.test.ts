@@ -151,6 +151,11 @@ test('the receive path checks an ACL header in place: the same verdicts as decod
   }
   assert.equal(aclFormatError(fromHex('4020 03')), 'ACL packet of 3 bytes, header needs 4');
   assert.equal(aclFormatError(fromHex('4020 0300 aabb')), 'ACL length field 3, 2 bytes present');
+  // The same body behind an H:4 type byte, read at offset 1.
+  assert.equal(aclFormatError(fromHex('02 4020 0200 aabb'), 1), undefined);
+  assert.equal(aclHandleAndFlags(fromHex('02 4020 0200 aabb'), 1), 0x2040);
+  assert.equal(aclFormatError(fromHex('02 4020 0300 aabb'), 1), 'ACL length field 3, 2 bytes present');
+  assert.equal(aclFormatError(fromHex('02 4020 03'), 1), 'ACL packet of 3 bytes, header needs 4');
 });
 
 test('supported-commands bitmap lookup finds LE Read Buffer Size v2 at octet 41 bit 5', () => {
