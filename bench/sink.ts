@@ -172,7 +172,9 @@ export class SinkTransport extends TypedEmitter<TransportEvents> implements Tran
  * ble-host's transport contract (node_modules/ble-host/docs/api/ble-manager.md): an EventEmitter
  * with write(Buffer) taking one whole H:4 packet, and 'data' events carrying one whole packet.
  * Bridged to one of our byte transports (to a virtual controller) through our H:4 framer, with the
- * same sink in front. The framer's packets are handed over as Buffer views of the received bytes
+ * same sink in front. Everything ble-host receives (the controller's bytes, the sink's Number Of
+ * Completed Packets, injected packets) goes through that framer, as everything our driver receives
+ * goes through its own; the framer's packets are handed over as Buffer views of the received bytes
  * (no copy), as a serial transport written for ble-host would.
  */
 export class BleHostTransport extends EventEmitter {
@@ -181,7 +183,8 @@ export class BleHostTransport extends EventEmitter {
 
   constructor(private readonly inner: Transport) {
     super();
-    this.sink = new AclSink((p) => this.emit('data', Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+    // Number Of Completed Packets from the sink goes through the framer too, as it does for our driver.
+    this.sink = new AclSink((p) => this.framer.push(p));
     this.framer = new H4Framer({ direction: 'host', onPacket: (p) => this.emit('data', Buffer.from(p.buffer, p.byteOffset, p.byteLength)) });
     inner.on('data', (d) => this.framer.push(d));
     inner.on('close', () => this.emit('close'));
