@@ -28,13 +28,22 @@ export const ACL_TX_HEADROOM = 5;
  *
  * Ownership: `room` is how many bytes in front of this view belong to its packet and are still
  * free. Only a view from {@link allocTx} or {@link claimHeadroom} has room, and it runs to the end
- * of its packet; any other view (a plain array, or a part of a packet such as a `subarray()`,
- * which is a TxView with no room) has none. Widening a view hands its room to the wider view, so
+ * of its packet; any other view (a plain array, or a part of a packet such as a `subarray()`) has
+ * none. Widening a view hands its room to the wider view, so
  * each header is written once, into bytes no one else has seen, and nothing is written in front
  * of a packet after it was handed to the transport. A view handed to a lower layer belongs to it:
  * the caller must not write to it any more.
  */
 export class TxView extends Uint8Array {
+  /**
+   * Arrays made from a TxView (`subarray()`, `slice()`, `map()`...) are plain Uint8Arrays: no
+   * room, and nothing of the send path reaches whoever reads them. (A subclass's species leaves
+   * V8's fast paths for other typed arrays intact.)
+   */
+  static get [Symbol.species](): Uint8ArrayConstructor {
+    return Uint8Array;
+  }
+
   /** Free bytes in front of this view that belong to its packet. */
   room = 0;
 }

@@ -59,6 +59,18 @@ test('claimHeadroom refuses views that are not a TxView packet so far: plain arr
   assert.equal(pdu.room, 9, 'refused claims leave the room as it was');
 });
 
+test('arrays made from a TxView (subarray, slice) are plain Uint8Arrays without room', () => {
+  const pdu = allocTx(9, 8);
+  pdu.set([1, 2, 3, 4, 5, 6, 7, 8]);
+  for (const derived of [pdu.subarray(3), pdu.slice(3), pdu.subarray(0)]) {
+    assert.equal(Object.getPrototypeOf(derived), Uint8Array.prototype);
+    assert.equal(claimHeadroom(derived, 1), undefined);
+  }
+  assert.deepStrictEqual(pdu.slice(3), Uint8Array.of(4, 5, 6, 7, 8));
+  assert.deepStrictEqual(pdu.subarray(6), Uint8Array.of(7, 8));
+  assert.equal(pdu.room, 9, 'making them took nothing from the PDU\'s room');
+});
+
 test('a frame with room that fits one fragment goes to the transport as a view of its own buffer, headers written in front', async () => {
   const { written, send } = scheduler(27, 4);
   const frame = roomyFrame('1b 0300 0102030405');
