@@ -396,16 +396,13 @@ test('through L2CAP and the HCI driver a notification is one whole H:4 packet on
       if (d === 'sent' && pkt[0] === 0x02) seen.push({ pkt, at: toHex(pkt) });
     });
     const l2 = new L2capConnection({ handle: 0x0040, role: 'peripheral', clock: rig.clock, log: silentLogger(), lower: { send: (f) => rig.hci.sendAcl(0x0040, f) } });
+    // The PDUs the bearer hands to L2CAP, to compare with the packets the transport gets.
     const pdus: Uint8Array[] = [];
-    const lower: AttLower = {
-      security: new MutableSecurity(),
-      peer: PEER,
-      peerIdentity: () => undefined,
-      send: (pdu) => {
-        pdus.push(pdu);
-        return l2.sendFixed(FixedCid.Att, pdu);
-      },
+    const sendAtt = (pdu: Uint8Array): Promise<void> => {
+      pdus.push(pdu);
+      return l2.sendFixed(FixedCid.Att, pdu);
     };
+    const lower: AttLower = { security: new MutableSecurity(), peer: PEER, peerIdentity: () => undefined, send: sendAtt };
     const bearer = new AttBearer({ lower, clock: rig.clock });
     // 20 bytes (ATT_MTU 23): the same array refilled between calls; 5 notifications for 2 controller buffers.
     const value = new Uint8Array(20);
