@@ -145,7 +145,7 @@ export async function runHostPath(o: HostPathOptions): Promise<Figure[]> {
     const value = new Uint8Array(PAYLOAD).map((_, i) => i & 0xff);
     const valueBuf = Buffer.from(value);
     const ourWrite = writeCommandPacket(ourLink.hci.handle, charsA.sink.valueHandle, value);
-    const theirWrite = writeCommandPacket(theirHandle, charsB.sink.valueHandle, value);
+    const theirWrite = Buffer.from(writeCommandPacket(theirHandle, charsB.sink.valueHandle, value));
 
     const notifyOurs = async (n: number): Promise<Run> => {
       const before = ours.tap.sink.packets;
