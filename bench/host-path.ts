@@ -12,6 +12,9 @@
  * - Write Commands: whole H:4 ACL packets carrying ATT Write Command (244-byte value) are injected
  *   into the host's transport in batches of `batch` per event-loop turn; done when the
  *   characteristic's write handler ran for each.
+ * Both stacks get what the controller sends (these Write Commands, Number Of Completed Packets) as
+ * transport bytes that go through an H:4 framer: ours is inside our driver; ble-host's transport
+ * contract takes whole packets, so its bridge (bench/sink.ts) runs the same framer in front of it.
  * Rate = PDUs / wall time; CPU = process.cpuUsage() (user + system) / PDUs. Runs alternate between
  * the two stacks; the ratio is per pair of runs.
  */

@@ -56,7 +56,15 @@ export class AclSink {
   bytes = 0;
   events = 0;
 
-  constructor(private readonly deliver: (h4Packet: Uint8Array) => void) {
+  /**
+   * @param deliver hands an event to the host as if the controller had sent it
+   * @param asReceived makes an encoded event the kind of array the host's transport receives
+   *   (a Buffer for ble-host), once per event encoded, not per delivery
+   */
+  constructor(
+    private readonly deliver: (h4Packet: Uint8Array) => void,
+    private readonly asReceived: (h4Packet: Uint8Array) => Uint8Array = (p) => p,
+  ) {
     const mine = encodeNocp([0x0001, 0x0e02], [3, 0x0104], 0, 2);
     const codec = encodeH4(H4Type.Event, encodeEvent('NumberOfCompletedPackets', { handles: [{ handle: 0x0001, count: 3 }, { handle: 0x0e02, count: 0x0104 }] }));
     if (mine.length !== codec.length || mine.some((b, i) => b !== codec[i])) throw new Error('benchmark: the sink encodes Number Of Completed Packets differently from src/hci/events.ts');
@@ -110,7 +118,7 @@ export class AclSink {
       const key = (hs[0] as number) * 0x10000 + (counts[0] as number);
       let pkt = this.single.get(key);
       if (!pkt) {
-        pkt = encodeNocp(hs, counts, 0, 1);
+        pkt = this.asReceived(encodeNocp(hs, counts, 0, 1));
         if (this.single.size < 4096) this.single.set(key, pkt);
       }
       hs.length = 0;
@@ -120,7 +128,7 @@ export class AclSink {
     }
     // One event carries at most 63 handles (255 bytes of parameters).
     const out: Uint8Array[] = [];
-    for (let i = 0; i < n; i += 63) out.push(encodeNocp(hs, counts, i, Math.min(63, n - i)));
+    for (let i = 0; i < n; i += 63) out.push(this.asReceived(encodeNocp(hs, counts, i, Math.min(63, n - i))));
     hs.length = 0;
     this.events += out.length;
     for (const pkt of out) this.deliver(pkt);
@@ -172,7 +180,10 @@ export class SinkTransport extends TypedEmitter<TransportEvents> implements Tran
  * ble-host's transport contract (node_modules/ble-host/docs/api/ble-manager.md): an EventEmitter
  * with write(Buffer) taking one whole H:4 packet, and 'data' events carrying one whole packet.
  * Bridged to one of our byte transports (to a virtual controller) through our H:4 framer, with the
- * same sink in front.
+ * same sink in front. Everything ble-host receives (the controller's bytes, the sink's Number Of
+ * Completed Packets, injected packets) goes through that framer, as everything our driver receives
+ * goes through its own; the framer's packets are handed over as Buffer views of the received bytes
+ * (no copy), as a serial transport written for ble-host would.
  */
 export class BleHostTransport extends EventEmitter {
   readonly sink: AclSink;
@@ -180,8 +191,10 @@ export class BleHostTransport extends EventEmitter {
 
   constructor(private readonly inner: Transport) {
     super();
-    this.sink = new AclSink((p) => this.emit('data', Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
-    this.framer = new H4Framer({ direction: 'host', onPacket: (p) => this.emit('data', Buffer.from(p)) });
+    // Number Of Completed Packets from the sink goes through the framer too, as it does for our driver.
+    this.sink = new AclSink((p) => this.framer.push(p), asBuffer);
+    // A chunk that is exactly one packet comes out of the framer as it went in: a Buffer needs no wrapping.
+    this.framer = new H4Framer({ direction: 'host', onPacket: (p) => this.emit('data', asBuffer(p)) });
     inner.on('data', (d) => this.framer.push(d));
     inner.on('close', () => this.emit('close'));
   }
@@ -191,8 +204,18 @@ export class BleHostTransport extends EventEmitter {
     this.inner.write(new Uint8Array(packet)).catch(() => undefined);
   }
 
-  /** Delivers one H:4 packet to ble-host as if the controller had sent it. */
+  /**
+   * Delivers the bytes of one H:4 packet to ble-host as if the controller had sent them: through
+   * the same H:4 framer as everything else the controller sends, so ble-host's side of the
+   * benchmark starts from transport bytes, as ours does (our driver frames its own input). Pass a
+   * Buffer, as a transport written for ble-host would receive.
+   */
   inject(h4Packet: Buffer): void {
-    this.emit('data', h4Packet);
+    this.framer.push(h4Packet);
   }
+}
+
+/** `p` as a Buffer over the same bytes (itself when it is one already). */
+function asBuffer(p: Uint8Array): Buffer {
+  return Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
 }

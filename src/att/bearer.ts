@@ -23,9 +23,9 @@
  * - 3.4.7.1 Notifications and indications carry at most ATT_MTU-3 bytes of value, and 3.2.9 no
  *   attribute value is longer than 512 bytes: values are cut to min(ATT_MTU-3, 512).
  *
- * Costs on the notification path: one buffer per notification, allocated with room in front for
- * the L2CAP, ACL and H:4 headers ({@link allocFixedChannelPdu}) so no layer below copies it; no
- * closure per PDU. Debug logging is decided by a per-bearer flag (see {@link AttBearer.refreshLogLevel}).
+ * Costs on the notification path: one view per notification, carved out of a shared slab with room
+ * in front for the L2CAP, ACL and H:4 headers ({@link allocFixedChannelPdu}) so no layer below
+ * copies it; no closure per PDU. Debug logging is decided by a per-bearer flag (see {@link AttBearer.refreshLogLevel}).
  */
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';

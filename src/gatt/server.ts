@@ -25,6 +25,7 @@ import { silentLogger } from '../util/log.js';
 import type { Clock } from '../util/clock.js';
 import type { Address } from '../util/address.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { copyBytes } from '../util/byte-pool.js';
 import type { LinkSecurity } from '../smp/link-security.js';
 import type { BondStore } from '../bonds/types.js';
 import { AttBearer, type AttRequestHandler } from '../att/bearer.js';
@@ -413,8 +414,8 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
 
   /** A value write the handler (if any) accepted: keep a copy when it is the stored value, tell 'written' listeners. Returns 0. */
   private storeWritten(a: Attribute, v: Uint8Array): number {
-    if (!a.onRead) a.value = v.slice();
-    if (this.listenerCount('written') > 0) this.emit('written', a.handle, v.slice());
+    if (!a.onRead) a.value = copyBytes(v);
+    if (this.listenerCount('written') > 0) this.emit('written', a.handle, copyBytes(v));
     return 0;
   }
 

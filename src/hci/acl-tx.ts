@@ -7,11 +7,12 @@
  * link cannot starve another. Core 5.4 Vol 4 Part E 4.1.1 (data flow control), 5.4.2 (ACL packets).
  *
  * Costs: O(1) per fragment (one ring of ready links, one queue per link with a moving head). A
- * frame that fits one fragment and was built in a {@link TxBuffer} with room in front goes out
+ * frame that fits one fragment and was built in a {@link TxView} with room in front goes out
  * without a copy: the type byte and ACL header are written into that room and the transport gets a
  * view of the whole packet. Any other fragment is copied into a new buffer (type byte + header +
  * payload, written as one transport write).
  */
+import { pooledView } from '../util/byte-pool.js';
 import { H4Type } from './h4.js';
 import { AclBoundary } from './acl.js';
 
@@ -19,43 +20,57 @@ import { AclBoundary } from './acl.js';
 export const ACL_TX_HEADROOM = 5;
 
 /**
- * Memory for one outgoing packet, filled back to front so that no layer copies the bytes of the
- * layer above. The layer that starts the packet allocates it with room in front of its PDU
+ * An outgoing packet's bytes so far, written back to front so that no layer copies the bytes of
+ * the layer above. The layer that starts the packet allocates it with room in front of its PDU
  * ({@link allocTx}); each layer below writes its header into that room ({@link claimHeadroom}).
+ * Packets are carved out of shared slabs (src/util/byte-pool.ts): a fresh ArrayBuffer per packet
+ * cost more than the rest of a notification's way to the transport.
  *
- * Ownership: `front` is where the bytes written so far begin. Only the view that starts at `front`
- * and runs to the end of the buffer (the whole packet so far) can be widened, and widening moves
- * `front`, so each header is written once, into bytes no one else has seen, and nothing is written
- * into a buffer after it was handed to the transport (by then `front` is 0). A view handed to a
- * lower layer belongs to it: the caller must not write to it any more.
+ * Ownership: `room` is how many bytes in front of this view belong to its packet and are still
+ * free. Only a view from {@link allocTx} or {@link claimHeadroom} has room, and it runs to the end
+ * of its packet; any other view (a plain array, or a part of a packet such as a `subarray()`) has
+ * none. Widening a view hands its room to the wider view, so
+ * each header is written once, into bytes no one else has seen, and nothing is written in front
+ * of a packet after it was handed to the transport. A view handed to a lower layer belongs to it:
+ * the caller must not write to it any more.
  */
-export class TxBuffer extends ArrayBuffer {
-  /** Offset of the first byte written so far; the bytes before it are free room. */
-  front: number;
-  constructor(headroom: number, length: number) {
-    super(headroom + length);
-    this.front = headroom;
+export class TxView extends Uint8Array {
+  /**
+   * Arrays made from a TxView (`subarray()`, `slice()`, `map()`...) are plain Uint8Arrays: no
+   * room, and nothing of the send path reaches whoever reads them. (A subclass's species leaves
+   * V8's fast paths for other typed arrays intact.)
+   */
+  static get [Symbol.species](): Uint8ArrayConstructor {
+    return Uint8Array;
   }
+
+  /** Free bytes in front of this view that belong to its packet. */
+  room = 0;
 }
 
 /** A view of `length` bytes for a PDU, with `headroom` free bytes in front of it for the headers below. */
-export function allocTx(headroom: number, length: number): Uint8Array {
-  return new Uint8Array(new TxBuffer(headroom, length), headroom, length);
+export function allocTx(headroom: number, length: number): TxView {
+  const view = pooledView(TxView, length, headroom);
+  view.room = headroom;
+  return view;
 }
 
 /**
  * Widens `view` by `n` bytes in front, for a header the caller then writes there. Undefined (the
- * caller copies instead) unless `view` is the whole content so far of a {@link TxBuffer} with at
- * least `n` bytes of room: a view of anything else, a part of a packet, or a packet whose room was
- * already taken is never written to.
+ * caller copies instead) unless `view` is a {@link TxView} with at least `n` bytes of room: a view
+ * of anything else, a part of a packet, or a packet whose room was already taken is never written
+ * to. A packet with no room left comes back as a plain Uint8Array.
  */
 export function claimHeadroom(view: Uint8Array, n: number): Uint8Array | undefined {
-  const buf = view.buffer;
-  if (!(buf instanceof TxBuffer)) return undefined;
-  const front = view.byteOffset;
-  if (front !== buf.front || front < n || front + view.length !== buf.byteLength) return undefined;
-  buf.front = front - n;
-  return new Uint8Array(buf, front - n, n + view.length);
+  if (!(view instanceof TxView) || view.room < n) return undefined;
+  const room = view.room - n;
+  view.room = 0;
+  const start = view.byteOffset - n;
+  const length = n + view.length;
+  if (room === 0) return new Uint8Array(view.buffer, start, length);
+  const wider = new TxView(view.buffer, start, length);
+  wider.room = room;
+  return wider;
 }
 
 export interface AclTxStats {
@@ -157,8 +172,8 @@ export class AclScheduler {
 
   /**
    * Queues an L2CAP frame; resolves once its last fragment was written to the transport. The frame
-   * belongs to the scheduler from then on: do not modify it (when it is the whole content of a
-   * {@link TxBuffer}, the packet headers are written in front of it and it is sent as is).
+   * belongs to the scheduler from then on: do not modify it (when it is a {@link TxView} with room,
+   * the packet headers are written in front of it and it is sent as is).
    */
   send(handle: number, frame: Uint8Array, goneError: () => Error): Promise<void> {
     const link = this.links.get(handle);

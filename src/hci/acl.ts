@@ -22,12 +22,30 @@ export interface AclPacket {
 
 export type DecodedAcl = { ok: true; packet: AclPacket } | { ok: false; error: string };
 
+/**
+ * Why the ACL packet body starting at `bytes[at]` and running to the end of `bytes` is malformed
+ * (`at` 1 skips an H:4 type byte), or undefined when its header is whole and its length field
+ * matches the data present. The receive path checks this and then reads the fields in place
+ * ({@link aclHandleAndFlags}), without decoding the packet into objects.
+ */
+export function aclFormatError(bytes: Uint8Array, at = 0): string | undefined {
+  const size = bytes.length - at;
+  if (size < 4) return `ACL packet of ${size} bytes, header needs 4`;
+  const len = (bytes[at + 2] as number) | ((bytes[at + 3] as number) << 8);
+  if (size !== 4 + len) return `ACL length field ${len}, ${size - 4} bytes present`;
+  return undefined;
+}
+
+/** The first header field of the body at `bytes[at]`: handle in bits 0-11, Packet_Boundary_Flag in 12-13, Broadcast_Flag in 14-15. */
+export function aclHandleAndFlags(bytes: Uint8Array, at = 0): number {
+  return (bytes[at] as number) | ((bytes[at + 1] as number) << 8);
+}
+
 /** Decodes an ACL packet body (no H:4 type byte). Never throws. */
 export function decodeAcl(body: Uint8Array): DecodedAcl {
-  if (body.length < 4) return { ok: false, error: `ACL packet of ${body.length} bytes, header needs 4` };
-  const hf = (body[0] as number) | ((body[1] as number) << 8);
-  const len = (body[2] as number) | ((body[3] as number) << 8);
-  if (body.length !== 4 + len) return { ok: false, error: `ACL length field ${len}, ${body.length - 4} bytes present` };
+  const error = aclFormatError(body);
+  if (error !== undefined) return { ok: false, error };
+  const hf = aclHandleAndFlags(body);
   return {
     ok: true,
     packet: { handle: hf & 0x0fff, boundary: (hf >> 12) & 0x3, broadcast: (hf >> 14) & 0x3, data: body.subarray(4) },

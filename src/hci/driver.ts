@@ -31,7 +31,7 @@ import {
   type CommandReturn,
 } from './commands.js';
 import { decodeEvent, leEventMaskFor, type EventParams, type HciEvent } from './events.js';
-import { decodeAcl } from './acl.js';
+import { aclFormatError, aclHandleAndFlags } from './acl.js';
 import { HciStatus, hciStatusName } from './status.js';
 import { HciError, SILENT_CONTROLLER_CHECKS } from './hci-error.js';
 import type { Codec } from './codec.js';
@@ -983,24 +983,25 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private onPacket(pkt: Uint8Array): void {
     this.tracePacket('received', pkt);
     const type = pkt[0];
-    const body = pkt.subarray(1);
-    if (type === H4Type.Event) this.onEventPacket(body);
-    else if (type === H4Type.Acl) this.onAclPacket(body);
+    if (type === H4Type.Event) this.onEventPacket(pkt.subarray(1));
+    else if (type === H4Type.Acl) this.onAclPacket(pkt);
     else this.log.debug({ type }, `H:4 packet type ${type} from ${this.port} ignored`);
   }
 
-  private onAclPacket(body: Uint8Array): void {
-    const d = decodeAcl(body);
-    if (!d.ok) {
-      this.log.warn({ bytes: toHex(body.subarray(0, 16)) }, `malformed ACL packet from ${this.port}: ${d.error}; dropped`);
+  /** `pkt` is the whole H:4 packet: its ACL header is checked and read in place, after the type byte (Core 5.4 Vol 4 Part E 5.4.2). */
+  private onAclPacket(pkt: Uint8Array): void {
+    const error = aclFormatError(pkt, 1);
+    if (error !== undefined) {
+      this.log.warn({ bytes: toHex(pkt.subarray(1, 17)) }, `malformed ACL packet from ${this.port}: ${error}; dropped`);
       return;
     }
-    const { handle, boundary, data } = d.packet;
+    const hf = aclHandleAndFlags(pkt, 1);
+    const handle = hf & 0x0fff;
     if (!this.conns.has(handle)) {
-      this.log.debug({ handle, length: data.length }, `ACL data for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
+      this.log.debug({ handle, length: pkt.length - 5 }, `ACL data for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
       return;
     }
-    this.aclRx.push(handle, boundary, data);
+    this.aclRx.push(handle, (hf >> 12) & 0x3, pkt.subarray(5));
   }
 
   private onEventPacket(body: Uint8Array): void {

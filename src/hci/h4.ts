@@ -144,7 +144,8 @@ export interface H4FramerStats {
 
 /**
  * Incremental H:4 parser. `push` any split of the byte stream; the same packets come out.
- * A packet lying inside one chunk is delivered as a subarray of that chunk (no copy): a consumer
+ * A packet lying inside one chunk is delivered as a view of that chunk (no copy; the chunk itself
+ * when it holds exactly that packet): a consumer
  * that keeps a packet beyond the callback must not let the chunk's owner reuse it (transports
  * here never reuse their chunks). A packet spanning chunks is assembled into a fresh buffer.
  */
@@ -355,7 +356,8 @@ export class H4Framer {
       }
       const total = 1 + hs + len;
       if (n - i >= total) {
-        this.deliver(d.subarray(i, i + total));
+        // A chunk that is exactly one packet (a memory transport, often a serial read) goes as it is.
+        this.deliver(i === 0 && total === n ? d : d.subarray(i, i + total));
         i += total;
         continue;
       }

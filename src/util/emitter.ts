@@ -49,6 +49,17 @@ export class TypedEmitter<E extends EventMap> {
   emit<K extends keyof E>(event: K, ...args: E[K]): boolean {
     const l = this.listeners[event];
     if (!l || l.length === 0) return false;
+    if (l.length === 1) {
+      // The common case on the data path (one listener per event): no snapshot of the list needed.
+      const fn = l[0] as Listener<E[K]>;
+      try {
+        fn(...args);
+      } catch (err) {
+        this.onListenerError(err, String(event));
+      }
+      return true;
+    }
+    // A snapshot: listeners added or removed by a listener take effect from the next emit.
     for (const fn of [...l]) {
       try {
         fn(...args);

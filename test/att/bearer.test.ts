@@ -7,7 +7,7 @@ import { AttBearer, type AttRequestHandler } from '../../src/att/bearer.js';
 import { AttBearerError, type AttLower } from '../../src/att/types.js';
 import type { AttCommand, AttRequest } from '../../src/att/pdu.js';
 import { FIXED_CHANNEL_TX_HEADROOM, FixedCid, L2capConnection } from '../../src/l2cap/connection.js';
-import { TxBuffer } from '../../src/hci/acl-tx.js';
+import { TxView } from '../../src/hci/acl-tx.js';
 import { BtsnoopWriter, readBtsnoop } from '../../src/hci/btsnoop.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -316,9 +316,8 @@ test('a notification is built once, with room in front for the L2CAP, ACL and H:
   await sent;
   const pdu = given[0] as Uint8Array;
   assert.equal(toHex(pdu), '1b10000102', 'the value as it was when notify() was called');
-  assert.ok(pdu.buffer instanceof TxBuffer);
-  assert.equal(pdu.byteOffset, FIXED_CHANNEL_TX_HEADROOM);
-  assert.equal(pdu.buffer.byteLength, FIXED_CHANNEL_TX_HEADROOM + pdu.length, 'nothing but the headers and the PDU');
+  assert.ok(pdu instanceof TxView);
+  assert.equal(pdu.room, FIXED_CHANNEL_TX_HEADROOM, 'room for the headers in front, and nothing else');
 });
 
 test('commands are carried out in arrival order: one arriving while an asynchronous handler runs waits for it', async () => {
@@ -395,7 +394,13 @@ test('through L2CAP and the HCI driver a notification is one whole H:4 packet on
       if (d === 'sent' && pkt[0] === 0x02) seen.push({ pkt, at: toHex(pkt) });
     });
     const l2 = new L2capConnection({ handle: 0x0040, role: 'peripheral', clock: rig.clock, log: silentLogger(), lower: { send: (f) => rig.hci.sendAcl(0x0040, f) } });
-    const lower: AttLower = { peer: PEER, send: (pdu) => l2.sendFixed(FixedCid.Att, pdu) };
+    // The PDUs the bearer hands to L2CAP, to compare with the packets the transport gets.
+    const pdus: Uint8Array[] = [];
+    const sendAtt = (pdu: Uint8Array): Promise<void> => {
+      pdus.push(pdu);
+      return l2.sendFixed(FixedCid.Att, pdu);
+    };
+    const lower: AttLower = { peer: PEER, send: sendAtt };
     const bearer = new AttBearer({ lower, clock: rig.clock });
     // 20 bytes (ATT_MTU 23): the same array refilled between calls; 5 notifications for 2 controller buffers.
     const value = new Uint8Array(20);
@@ -411,7 +416,10 @@ test('through L2CAP and the HCI driver a notification is one whole H:4 packet on
     assert.deepEqual(seen.map((s) => s.at), expected, 'what the packet event saw when each packet was written');
     assert.deepEqual(seen.map((s) => toHex(s.pkt)), expected, 'and no packet changed afterwards');
     assert.ok(
-      seen.every((s) => s.pkt.buffer instanceof TxBuffer && s.pkt.byteOffset === 0 && s.pkt.length === s.pkt.buffer.byteLength),
+      seen.every((s, i) => {
+        const pdu = pdus[i] as Uint8Array;
+        return s.pkt.buffer === pdu.buffer && s.pkt.byteOffset === pdu.byteOffset - FIXED_CHANNEL_TX_HEADROOM && s.pkt.length === FIXED_CHANNEL_TX_HEADROOM + pdu.length;
+      }),
       'each packet is the buffer the bearer allocated, headers written in front (no copies below ATT)',
     );
     assert.deepEqual(rig.ctrl.aclPackets.map((p) => toHex(p.raw)), expected, 'what the controller received');

@@ -10,7 +10,7 @@ import {
   type CommandName,
 } from '../../src/hci/commands.js';
 import { Events, decodeEvent, encodeEvent, type EventName } from '../../src/hci/events.js';
-import { decodeAcl, encodeAcl, AclBoundary } from '../../src/hci/acl.js';
+import { aclFormatError, aclHandleAndFlags, decodeAcl, encodeAcl, AclBoundary } from '../../src/hci/acl.js';
 import { encodeWith, type Codec } from '../../src/hci/codec.js';
 import { ByteReader, fromHex, toHex } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
@@ -139,6 +139,23 @@ test('ACL header packs handle and boundary flags', () => {
   assert.equal(d.packet.handle, 0x40);
   assert.equal(d.packet.boundary, AclBoundary.FirstFlushable);
   assert.equal(decodeAcl(fromHex('4020 0300 aabb')).ok, false);
+});
+
+test('the receive path checks an ACL header in place: the same verdicts as decodeAcl, fields read without decoding', () => {
+  assert.equal(aclFormatError(fromHex('4020 0200 aabb')), undefined);
+  assert.equal(aclHandleAndFlags(fromHex('4020 0200 aabb')), 0x2040);
+  for (const hex of ['4020 03', '4020 0300 aabb', '4020 0100 aabb']) {
+    const d = decodeAcl(fromHex(hex));
+    assert.ok(!d.ok);
+    assert.equal(aclFormatError(fromHex(hex)), d.error, hex);
+  }
+  assert.equal(aclFormatError(fromHex('4020 03')), 'ACL packet of 3 bytes, header needs 4');
+  assert.equal(aclFormatError(fromHex('4020 0300 aabb')), 'ACL length field 3, 2 bytes present');
+  // The same body behind an H:4 type byte, read at offset 1.
+  assert.equal(aclFormatError(fromHex('02 4020 0200 aabb'), 1), undefined);
+  assert.equal(aclHandleAndFlags(fromHex('02 4020 0200 aabb'), 1), 0x2040);
+  assert.equal(aclFormatError(fromHex('02 4020 0300 aabb'), 1), 'ACL length field 3, 2 bytes present');
+  assert.equal(aclFormatError(fromHex('02 4020 03'), 1), 'ACL packet of 3 bytes, header needs 4');
 });
 
 test('supported-commands bitmap lookup finds LE Read Buffer Size v2 at octet 41 bit 5', () => {

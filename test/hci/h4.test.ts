@@ -124,6 +124,20 @@ test('a packet lying inside one chunk is delivered as a view of that chunk (no c
   assert.equal(toHex(got[1] as Uint8Array), toHex(acl(0x40, filled(10, 1))));
 });
 
+test('a chunk that holds exactly one packet is delivered as that chunk, not a new view of it', () => {
+  const chunk = acl(0x40, filled(20, 2));
+  const got: Uint8Array[] = [];
+  const f = new H4Framer({ direction: 'host', onPacket: (p) => got.push(p) });
+  f.push(chunk);
+  assert.equal(got[0], chunk);
+  // A chunk holding that packet and the start of the next still gives a view of exactly the packet.
+  const two = concatBytes(chunk, chunk.subarray(0, 3));
+  f.push(two);
+  assert.equal(got[1]?.buffer, two.buffer);
+  assert.equal(toHex(got[1] as Uint8Array), toHex(chunk));
+  assert.equal(f.pendingBytes, 3);
+});
+
 test('the stray 0x00 a controller emits after power-up is reported as bad-type and skipped; the Reset reply still arrives', () => {
   const r = run('host', [fromHex('00'), fromHex('04 0e 04 01 03 0c 00')]);
   assert.deepEqual(r.packets, ['040e0401030c00']);
