@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Peripheral } from '../src/host.js';
+import { Peripheral, type PeripheralOptions } from '../src/host.js';
 import { Hci } from '../src/hci/driver.js';
 import type { HciConnection } from '../src/hci/connection.js';
 import { createMemoryTransportPair } from '../src/hci/memory-transport.js';
@@ -34,7 +34,7 @@ async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Pro
   return watched;
 }
 
-async function world(privacy = false, resolvingList = false, firmware: FirmwareName = 'ncs', periphPublicAddress?: string) {
+async function world(privacy = false, resolvingList = false, firmware: FirmwareName = 'ncs', periphPublicAddress?: string, periphHci?: PeripheralOptions['hci']) {
   const clock = new VirtualClock();
   // Both controllers run the same firmware; --resolving-list needs LL privacy built in (CONFIG_BT_CTLR_PRIVACY=y).
   const air = new VirtualAir({ clock, seed: 'host-e2e', log, firmware });
@@ -61,7 +61,7 @@ async function world(privacy = false, resolvingList = false, firmware: FirmwareN
     ],
   });
   const periphBonds = new MemoryBondStore();
-  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false, ...(privacy ? { privacy: { rpaTimeoutS: 900 } } : {}), ...(resolvingList ? { resolvingList: true } : {}) });
+  const peripheral = new Peripheral({ transport: hostA, clock, random: seededRandom('periph'), log, bonds: periphBonds, db, connectionParameters: false, ...(privacy ? { privacy: { rpaTimeoutS: 900 } } : {}), ...(resolvingList ? { resolvingList: true } : {}), ...(periphHci ? { hci: periphHci } : {}) });
   const centralBonds = new MemoryBondStore();
   const hci = new Hci(hostB, { clock, log });
   return { clock, air, peripheral, hci, db, periphBonds, centralBonds, periphController };
@@ -224,6 +224,101 @@ test('with --resolving-list the bonded phone\'s IRK is loaded into the controlle
   assert.equal(toHex(entry.localIrk), toHex(w.peripheral.identity!.irk));
   await drive(w.clock, w.hci.disconnect(first.c.handle));
   assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0 && w.peripheral.advertising, 5000), 'advertising again after the update');
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
+
+/** Opcodes of the commands the wearable sends, with their parameters, from its packet stream. */
+function sentCommands(p: Peripheral): { opcode: number; params: Uint8Array }[] {
+  const out: { opcode: number; params: Uint8Array }[] = [];
+  p.hci.on('packet', (dir, b) => {
+    if (dir === 'sent' && b[0] === 0x01) out.push({ opcode: (b[1] as number) | ((b[2] as number) << 8), params: b.slice(4) });
+  });
+  return out;
+}
+
+for (const firmware of FIRMWARE_NAMES) {
+test(`${firmware} firmware: a controller that reboots silently while idle (state lost, port kept) is noticed by the idle check and re-initialised; the bonded central reconnects and the link is encrypted with the stored LTK`, async () => {
+  const w = await world(false, false, firmware, undefined, { idleCheckMs: 5000 });
+  const sent = sentCommands(w.peripheral);
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+  const first = await connect(w, security);
+  await drive(w.clock, first.smp.pair());
+  await drive(w.clock, w.hci.disconnect(first.c.handle));
+  assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0 && w.peripheral.advertising, 5000), 'advertising again');
+  // Idle: the checks read back the data length bring-up wrote (LE Read Suggested Default Data Length, 0x2023).
+  await w.clock.advance(12_000);
+  assert.ok(sent.filter((c) => c.opcode === 0x2023).length >= 2, 'idle checks sent');
+  const resets = sent.filter((c) => c.opcode === 0x0c03).length;
+
+  w.periphController.rebootSilently();
+  assert.equal(w.periphController.advertisingEnabled, false, 'the rebooted controller has forgotten advertising');
+  assert.ok(await w.clock.runUntil(() => w.periphController.advertisingEnabled && w.peripheral.advertising, 15_000), 'advertising again after the next idle check');
+  assert.equal(sent.filter((c) => c.opcode === 0x0c03).length, resets + 1, 'one HCI Reset re-initialised the controller');
+  assert.equal(w.periphController.randomAddress, w.peripheral.identity!.address.address, 'the static identity address is set again');
+  assert.equal(w.periphBonds.list().length, 1, 'the bond is kept');
+
+  const second = await connect(w, security);
+  let pairings = 0;
+  w.peripheral.on('paired', () => pairings++);
+  assert.equal(second.smp.encryptWithBond(), true);
+  assert.ok(await w.clock.runUntil(() => second.smp.encrypted, 5000), 're-encrypted with the bond');
+  // LE Long Term Key Request Reply (0x201A): handle, then the stored LTK.
+  const reply = sent.filter((c) => c.opcode === 0x201a).at(-1)!;
+  assert.equal(toHex(reply.params.subarray(2)), toHex(w.periphBonds.list()[0]!.ltk));
+  assert.equal(pairings, 0);
+  const secretHandle = w.db.handle('secret');
+  assert.equal(await second.request(Uint8Array.of(0x0a, secretHandle & 0xff, secretHandle >> 8)), '0bcafe');
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
+}
+
+test('a controller that hangs while idle: the idle check gets no answer, re-initialisation fails while it hangs and is tried again, and once the DK is reset the wearable advertises its identity again', async () => {
+  const w = await world(false, false, 'ncs', undefined, { idleCheckMs: 5000 });
+  const sent = sentCommands(w.peripheral);
+  await drive(w.clock, w.peripheral.start());
+  await drive(w.clock, w.hci.init());
+  const identity = w.peripheral.identity!.address;
+  const failures: Error[] = [];
+  w.peripheral.hci.on('reinitialisationFailed', (e) => failures.push(e));
+  await w.clock.advance(6000);
+  const resets = sent.filter((c) => c.opcode === 0x0c03).length;
+
+  w.periphController.hang();
+  assert.ok(await w.clock.runUntil(() => failures.length > 0, 20_000), 'the re-initialisation of the hung controller failed');
+  assert.match(failures[0]!.message, /did not answer HCI Reset/);
+  assert.equal(w.peripheral.hci.state, 'failed');
+  assert.ok(sent.filter((c) => c.opcode === 0x0c03).length > resets, 'HCI Reset was tried');
+
+  w.periphController.rebootSilently(); // the RESET button
+  assert.ok(await w.clock.runUntil(() => w.periphController.advertisingEnabled && w.peripheral.advertising, 30_000), 'advertising again');
+  assert.equal(w.peripheral.hci.state, 'ready');
+  assert.equal(w.periphController.randomAddress, identity.address, 'with the same identity');
+  const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
+  const link = await connect(w, security);
+  const openHandle = w.db.handle('open');
+  assert.equal(await link.request(Uint8Array.of(0x0a, openHandle & 0xff, openHandle >> 8)), '0b01');
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+});
+
+test('a controller that announces its reboot with a No Operation Command Complete (hci_uart with CONFIG_BT_WAIT_NOP) is checked at once, not a period later, and re-initialised', async () => {
+  const w = await world(false, false, 'ncs', undefined, { idleCheckMs: 5000 });
+  const sent = sentCommands(w.peripheral);
+  await drive(w.clock, w.peripheral.start());
+  await w.clock.advance(6000); // the first idle check read back what bring-up wrote
+  const checks = sent.filter((c) => c.opcode === 0x2023).length;
+  const resets = sent.filter((c) => c.opcode === 0x0c03).length;
+  w.periphController.rebootSilently({ announce: true });
+  assert.ok(await w.clock.runUntil(() => w.periphController.advertisingEnabled, 1000), 'advertising again within a second');
+  assert.equal(sent.filter((c) => c.opcode === 0x2023).length, checks + 1, 'one idle check, sent on the NOP');
+  assert.equal(sent.filter((c) => c.opcode === 0x0c03).length, resets + 1, 'then one HCI Reset');
   await drive(w.clock, w.peripheral.stop());
   w.hci.close();
   w.air.close();

@@ -367,6 +367,7 @@ export const SupportedCommandBits = {
   SetEventMaskPage2: [22, 2],
   ReadBdAddr: [15, 1],
   LeRemoteConnectionParameterRequestReply: [33, 4],
+  LeReadSuggestedDefaultDataLength: [33, 7],
   LeWriteSuggestedDefaultDataLength: [34, 0],
 } as const satisfies Record<string, readonly [number, number]>;
 

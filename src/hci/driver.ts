@@ -39,6 +39,7 @@ import { AclScheduler, type AclTxStats } from './acl-tx.js';
 import { AclReassembler, type AclRxStats } from './acl-rx.js';
 import { HciConnection } from './connection.js';
 import { decodeZephyrVendorEvent, type VendorEvent } from './vendor-events.js';
+import { IdleWatchdog } from './watchdog.js';
 import {
   ControllerInfo,
   coreVersionName,
@@ -189,6 +190,13 @@ export interface HciOptions {
   dataLength?: { txOctets: number; txTime: number } | false;
   /** Decides on a peer's connection parameter request; default accepts. */
   acceptConnectionParameters?: (conn: HciConnection, req: ConnectionParameterRequest) => boolean;
+  /**
+   * Idle watchdog period: while no command is in flight, one cheap command this often tells a hung
+   * controller (no answer) or a silently rebooted one (the data length bring-up set is gone), and
+   * the controller is re-initialised (src/hci/watchdog.ts). Default off here; the CLI and the
+   * library use DEFAULT_IDLE_CHECK_MS (5000 ms). false or 0: off.
+   */
+  idleCheckMs?: number | false;
 }
 
 interface PendingCommand {
@@ -253,6 +261,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private readonly aclTx: AclScheduler;
   private readonly aclRx: AclReassembler;
 
+  private readonly watchdog: IdleWatchdog | undefined;
+
   private framerErrors = 0;
   private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
   private readonly onClose = (err: Error | undefined): void => this.transportClosed(err);
@@ -291,6 +301,16 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       onProblem: (handle, problem, detail) =>
         this.log.warn({ handle, problem }, `ACL from the controller on connection 0x${handle.toString(16).padStart(4, '0')}: ${detail}`),
     });
+    if (opts.idleCheckMs) {
+      this.watchdog = new IdleWatchdog(this.clock, this.log, this.port, opts.idleCheckMs, {
+        state: () => this.stateValue,
+        idle: () => this.inFlight.size === 0 && this.initQueue.length === 0 && this.queueHead >= this.queue.length,
+        wasUp: () => this.infoValue !== undefined,
+        info: () => this.infoValue,
+        command: (name, params) => this.command(name, params),
+        reinitialise: (why) => this.reinitialise(why),
+      });
+    }
     transport.on('data', this.onData);
     transport.on('close', this.onClose);
   }
@@ -504,10 +524,22 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     }
   }
 
+  /**
+   * Command Complete/Status for the No Operation opcode 0x0000: a credit update (Core 5.4 Vol 4
+   * Part E 7.7.14), and what Zephyr's hci_uart sends once booted with CONFIG_BT_WAIT_NOP. While the
+   * controller is up, the watchdog checks at once whether it rebooted.
+   */
+  private noOperation(): void {
+    if (this.stateValue !== 'ready' || !this.watchdog) return;
+    this.log.info(`the controller on ${this.port} sent a No Operation Command Complete while up (a controller that just booted sends one): checking it`);
+    this.watchdog.checkSoon();
+  }
+
   private onCommandComplete(p: EventParams<'CommandComplete'>): void {
     const { numHciCommandPackets: n, opcode, returnParameters: rp } = p;
     if (opcode === 0x0000) {
       this.credits = n;
+      this.noOperation();
       this.pumpCommands();
       return;
     }
@@ -556,6 +588,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     const { status, numHciCommandPackets: n, opcode } = p;
     if (opcode === 0x0000) {
       this.credits = n;
+      this.noOperation();
       this.pumpCommands();
       return;
     }
@@ -639,6 +672,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
         `controller ready on ${this.port}`,
       );
       this.emit('ready', info);
+      this.watchdog?.controllerUp();
       this.pumpCommands();
       return info;
     } catch (err) {
@@ -906,7 +940,12 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       (err: unknown) => {
         this.reinitRunning = false;
         const e = err instanceof Error ? err : new Error(String(err));
-        this.log.error({ err: e.message }, `re-initialisation of the controller on ${this.port} failed after ${why}; a pin reset of the DK (RESET button) may be needed`);
+        this.log.error(
+          { err: e.message },
+          `re-initialisation of the controller on ${this.port} failed after ${why}; a pin reset of the DK (RESET button) may be needed` +
+            (this.watchdog ? ' (bring-up is tried again while the process runs)' : ''),
+        );
+        this.watchdog?.controllerDown();
         this.emit('reinitialisationFailed', e);
       },
     );
@@ -1286,6 +1325,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private shutdown(err: HciError, reason: number): void {
     this.stateValue = 'closed';
+    this.watchdog?.stop();
     this.clock.clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
     this.transport.off('data', this.onData);
