@@ -227,6 +227,12 @@ function loggable(v: unknown): unknown {
 
 const NO_ADDRESS = '00:00:00:00:00:00';
 
+/** Quiet time before the reset a doubtful event asks for (a garbled burst ends in one reset). */
+const DOUBT_SETTLE_MS = 20;
+
+/** Disconnection Complete event code. Core 5.4 Vol 4 Part E 7.7.5. */
+const DISCONNECTION_COMPLETE_CODE = 0x05;
+
 export class Hci extends TypedEmitter<HciDriverEvents> {
   readonly transport: Transport;
   private readonly clock: Clock;
@@ -262,6 +268,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private readonly aclRx: AclReassembler;
 
   private readonly watchdog: IdleWatchdog | undefined;
+  /** A re-initialisation asked for by a doubtful event, waiting for the line to go quiet. */
+  private doubtTimer: TimerHandle | undefined;
 
   private framerErrors = 0;
   private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
@@ -309,6 +317,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
         info: () => this.infoValue,
         command: (name, params) => this.command(name, params),
         reinitialise: (why) => this.reinitialise(why),
+        checkConnections: (why) => this.checkConnections(why),
       });
     }
     transport.on('data', this.onData);
@@ -653,6 +662,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private async runInit(): Promise<ControllerInfo> {
     if (this.stateValue === 'closed') throw new HciError(undefined, Commands.Reset.opcode, { kind: 'closed', port: this.port });
     const reinit = this.infoValue !== undefined || this.conns.size > 0;
+    this.clock.clearTimeout(this.doubtTimer);
+    this.doubtTimer = undefined;
     const dropReason = this.faultReason ?? HciStatus.ConnectionTerminatedByLocalHost;
     this.faultReason = undefined;
     this.stateValue = 'initialising';
@@ -1036,7 +1047,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     }
     const { handle, boundary, data } = d.packet;
     if (!this.conns.has(handle)) {
-      this.log.debug({ handle, length: data.length }, `ACL data for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
+      this.unknownConnection(handle, 'ACL data');
       return;
     }
     this.aclRx.push(handle, boundary, data);
@@ -1046,6 +1057,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
     const d = decodeEvent(body);
     if (!d.ok) {
       this.log.warn({ code: d.code, subevent: d.subevent, bytes: toHex(body.subarray(0, 32)) }, `malformed HCI event from ${this.port}: ${d.error}; dropped`);
+      if (d.code === DISCONNECTION_COMPLETE_CODE && this.conns.size > 0) void this.checkConnections('a malformed Disconnection Complete');
       return;
     }
     if (d.event === undefined) {
@@ -1063,8 +1075,49 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
 
   private connFor(handle: number, what: string): HciConnection | undefined {
     const c = this.conns.get(handle);
-    if (!c) this.log.warn({ handle }, `${what} for unknown connection 0x${handle.toString(16).padStart(4, '0')}; dropped`);
+    if (!c) this.unknownConnection(handle, what);
     return c;
+  }
+
+  /**
+   * An event or ACL data for a connection handle this host does not have. A controller reports a
+   * connection only after its LE Connection Complete and never after its Disconnection Complete
+   * (Core 5.4 Vol 4 Part E 7.7.5, 7.7.65.1), so either one of those was lost or garbled (the controller
+   * holds a link we do not know, and stopped advertising for it) or this packet was garbled (one of
+   * our links may have ended unseen). The connection table is in doubt: once up, the controller is
+   * re-initialised, as after a command timeout. During bring-up such packets are stale and dropped.
+   */
+  private unknownConnection(handle: number, what: string): void {
+    const h = `0x${handle.toString(16).padStart(4, '0')}`;
+    if (this.stateValue !== 'ready' || this.reinitRunning || !this.resetOnCommandTimeout) {
+      this.log.warn({ handle }, `${what} for unknown connection ${h}; dropped`);
+      return;
+    }
+    this.log.warn({ handle }, `${what} for unknown connection ${h} on ${this.port}: the controller's connections no longer match this host's (a lost or garbled event); re-initialising it`);
+    // A burst of nonsense (a garbled stretch of the line) makes one reset, once the burst is over.
+    this.doubtTimer ??= this.clock.setTimeout(() => {
+      this.doubtTimer = undefined;
+      this.reinitialise(`${what} for unknown connection ${h}`);
+    }, DOUBT_SETTLE_MS);
+  }
+
+  /**
+   * Asks the controller about every connection this host tracks (Read RSSI, Core 5.4 Vol 4 Part E
+   * 7.5.4). 0x02 Unknown Connection Identifier: the link ended and its Disconnection Complete never
+   * arrived (lost or garbled): it is dropped here too, with that status as the reason.
+   */
+  async checkConnections(why: string): Promise<void> {
+    if (this.stateValue !== 'ready' || !this.infoValue?.supports('ReadRssi')) return;
+    for (const conn of [...this.conns.values()]) {
+      try {
+        await this.command('ReadRssi', { handle: conn.handle });
+      } catch (err) {
+        if (err instanceof HciError && err.status === HciStatus.UnknownConnectionIdentifier && this.conns.get(conn.handle) === conn) {
+          this.log.warn({ handle: conn.handle }, `the controller on ${this.port} no longer knows ${conn} (checked after ${why}): its Disconnection Complete was lost; dropping it`);
+          this.connectionGone(conn, HciStatus.UnknownConnectionIdentifier);
+        }
+      }
+    }
   }
 
   private dispatch(ev: HciEvent): void {
@@ -1139,8 +1192,15 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
       }
       case 'LeLongTermKeyRequest': {
         const p = ev.params;
-        const c = this.connFor(p.handle, 'LE Long Term Key Request');
-        if (!c) return;
+        const c = this.conns.get(p.handle);
+        if (!c) {
+          // The controller waits for an answer (Core 5.4 Vol 4 Part E 7.7.65.5): no key for a link we do not know.
+          if (this.stateValue === 'ready') {
+            this.command('LeLongTermKeyRequestNegativeReply', { handle: p.handle }).catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'LTK negative reply failed'));
+          }
+          this.unknownConnection(p.handle, 'LE Long Term Key Request');
+          return;
+        }
         if (this.listenerCount('longTermKeyRequest') === 0) {
           this.log.warn(`LE Long Term Key Request on ${c} with nobody to answer it: negative reply`);
           this.command('LeLongTermKeyRequestNegativeReply', { handle: p.handle }).catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'LTK negative reply failed'));
@@ -1326,6 +1386,8 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
   private shutdown(err: HciError, reason: number): void {
     this.stateValue = 'closed';
     this.watchdog?.stop();
+    this.clock.clearTimeout(this.doubtTimer);
+    this.doubtTimer = undefined;
     this.clock.clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
     this.transport.off('data', this.onData);

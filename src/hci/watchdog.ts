@@ -8,6 +8,8 @@
  *   bring-up read: the value bring-up wrote (LE Write Suggested Default Data Length) is gone, so the
  *   controller went back to its power-up state (Core 5.4 Vol 4 Part E 7.8.34/7.8.35): it rebooted
  *   with the serial port kept. The driver re-initialises it.
+ * - With links up, Read RSSI on each: 0x02 Unknown Connection Identifier means its Disconnection
+ *   Complete was lost, and the link is dropped here too (its slot freed, advertising resumed).
  * - A Command Complete for the No Operation opcode 0x0000 while the controller is up makes the
  *   next probe run at once: Zephyr's hci_uart sends one after it booted when built with
  *   CONFIG_BT_WAIT_NOP (samples/bluetooth/hci_uart/src/main.c), but the spec also allows it as a
@@ -44,6 +46,8 @@ export interface IdleWatchdogLower {
   info(): ControllerInfo | undefined;
   command<N extends CommandName>(name: N, params: CommandParams<N>): Promise<CommandReturn<N>>;
   reinitialise(why: string): void;
+  /** Asks the controller about each tracked connection; drops those it no longer knows. */
+  checkConnections(why: string): Promise<void>;
 }
 
 export class IdleWatchdog {
@@ -116,6 +120,12 @@ export class IdleWatchdog {
   }
 
   private async probe(): Promise<void> {
+    await this.probeController();
+    // A link whose Disconnection Complete was lost would hold its slot (and keep advertising off) forever.
+    if (this.lower.state() === 'ready') await this.lower.checkConnections('an idle check');
+  }
+
+  private async probeController(): Promise<void> {
     const info = this.lower.info();
     const wrote = info?.suggestedDataLength;
     try {
