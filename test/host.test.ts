@@ -239,6 +239,19 @@ test('with --resolving-list the bonded phone\'s IRK is loaded into the controlle
   w.air.close();
 });
 
+/** Stops the wearable, the central's driver and the air. */
+async function closeWorld(w: Awaited<ReturnType<typeof world>>): Promise<void> {
+  await drive(w.clock, w.peripheral.stop());
+  w.hci.close();
+  w.air.close();
+}
+
+/** ATT Read Request for the characteristic value with database id `id`. */
+function readRequest(w: Awaited<ReturnType<typeof world>>, id: string): Uint8Array {
+  const h = w.db.handle(id);
+  return Uint8Array.of(0x0a, h & 0xff, h >> 8);
+}
+
 /** Opcodes of the commands the wearable sends, with their parameters, from its packet stream. */
 function sentCommands(p: Peripheral): { opcode: number; params: Uint8Array }[] {
   const out: { opcode: number; params: Uint8Array }[] = [];
@@ -280,11 +293,8 @@ test(`${firmware} firmware: a controller that reboots silently while idle (state
   const reply = sent.filter((c) => c.opcode === 0x201a).at(-1)!;
   assert.equal(toHex(reply.params.subarray(2)), toHex(w.periphBonds.list()[0]!.ltk));
   assert.equal(pairings, 0);
-  const secretHandle = w.db.handle('secret');
-  assert.equal(await second.request(Uint8Array.of(0x0a, secretHandle & 0xff, secretHandle >> 8)), '0bcafe');
-  await drive(w.clock, w.peripheral.stop());
-  w.hci.close();
-  w.air.close();
+  assert.equal(await second.request(readRequest(w, 'secret')), '0bcafe');
+  await closeWorld(w);
 });
 }
 
@@ -311,11 +321,8 @@ test('a controller that hangs while idle: the idle check gets no answer, re-init
   assert.equal(w.periphController.randomAddress, identity.address, 'with the same identity');
   const security = new SecurityManager({ bonds: w.centralBonds, clock: w.clock, random: seededRandom('central'), log });
   const link = await connect(w, security);
-  const openHandle = w.db.handle('open');
-  assert.equal(await link.request(Uint8Array.of(0x0a, openHandle & 0xff, openHandle >> 8)), '0b01');
-  await drive(w.clock, w.peripheral.stop());
-  w.hci.close();
-  w.air.close();
+  assert.equal(await link.request(readRequest(w, 'open')), '0b01');
+  await closeWorld(w);
 });
 
 test('a controller that announces its reboot with a No Operation Command Complete (hci_uart with CONFIG_BT_WAIT_NOP) is checked at once, not a period later, and re-initialised', async () => {
@@ -329,9 +336,7 @@ test('a controller that announces its reboot with a No Operation Command Complet
   assert.ok(await w.clock.runUntil(() => w.periphController.advertisingEnabled, 1000), 'advertising again within a second');
   assert.equal(sent.filter((c) => c.opcode === 0x2023).length, checks + 1, 'one idle check, sent on the NOP');
   assert.equal(sent.filter((c) => c.opcode === 0x0c03).length, resets + 1, 'then one HCI Reset');
-  await drive(w.clock, w.peripheral.stop());
-  w.hci.close();
-  w.air.close();
+  await closeWorld(w);
 });
 
 /**
@@ -356,11 +361,8 @@ async function bondedThroughProxy(hci?: PeripheralOptions['hci']) {
     const again = await connect(w, security);
     assert.equal(again.smp.encryptWithBond(), true);
     assert.ok(await w.clock.runUntil(() => again.smp.encrypted, 10_000), 'the central re-encrypted with its bond');
-    const secretHandle = w.db.handle('secret');
-    assert.equal(await again.request(Uint8Array.of(0x0a, secretHandle & 0xff, secretHandle >> 8)), '0bcafe');
-    await drive(w.clock, w.peripheral.stop());
-    w.hci.close();
-    w.air.close();
+    assert.equal(await again.request(readRequest(w, 'secret')), '0bcafe');
+    await closeWorld(w);
   };
   return { w, proxy, sent, first, reconnects, warnings };
 }
