@@ -23,8 +23,6 @@ import type { HciDriverEvents, HciOptions, HciState } from './driver.js';
 export interface EncryptionChange {
   status: number;
   enabled: boolean;
-  /** Present for Encryption Change v2. */
-  keySize: number | undefined;
 }
 
 export interface ConnectionParameterRequest {
@@ -219,18 +217,15 @@ export class ConnectionTable {
         this.host.emit('phyUpdated', c, p.status);
         return true;
       }
-      case 'EncryptionChange':
-      case 'EncryptionChangeV2': {
+      // Encryption Change v2 (0x59) is masked (page 2 of the event mask stays at its default, 0):
+      // the key size comes from Read Encryption Key Size where the controller lists it, else from pairing.
+      case 'EncryptionChange': {
         const p = ev.params;
-        const c = this.connFor(p.handle, ev.name);
+        const c = this.connFor(p.handle, 'Encryption Change');
         if (!c) return true;
-        const keySize = 'keySize' in p ? p.keySize : undefined;
         const enabled = p.enabled !== 0;
-        if (p.status === HciStatus.Success) {
-          c.encrypted = enabled;
-          c.keySize = enabled ? (keySize ?? c.keySize) : undefined;
-        }
-        this.host.emit('encryptionChanged', c, { status: p.status, enabled, keySize });
+        if (p.status === HciStatus.Success) c.encrypted = enabled;
+        this.host.emit('encryptionChanged', c, { status: p.status, enabled });
         return true;
       }
       case 'EncryptionKeyRefreshComplete': {

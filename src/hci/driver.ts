@@ -535,7 +535,7 @@ export class Hci extends TypedEmitter<HciDriverEvents> {
         return;
       }
       default:
-        this.table.handleEvent(ev);
+        if (!this.table.handleEvent(ev)) this.log.debug({ event: ev.name }, `HCI event ${ev.name} not expected (masked by bring-up); ignored`);
     }
   }
 
