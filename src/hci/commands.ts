@@ -366,7 +366,9 @@ export const SupportedCommandBits = {
   LeEnableEncryption: [28, 0],
   SetEventMaskPage2: [22, 2],
   ReadBdAddr: [15, 1],
+  ReadRssi: [15, 5],
   LeRemoteConnectionParameterRequestReply: [33, 4],
+  LeReadSuggestedDefaultDataLength: [33, 7],
   LeWriteSuggestedDefaultDataLength: [34, 0],
 } as const satisfies Record<string, readonly [number, number]>;
 

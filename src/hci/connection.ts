@@ -59,8 +59,6 @@ export class HciConnection {
   latency: number;
   supervisionTimeout: number;
   encrypted = false;
-  /** Key size from Encryption Change v2, or undefined when the controller did not say. */
-  keySize: number | undefined;
   /** Defaults are the LE minimum until a Data Length Change event says otherwise. Core 5.4 Vol 6 Part B 4.5.10. */
   dataLength: DataLength = { maxTxOctets: 27, maxTxTime: 328, maxRxOctets: 27, maxRxTime: 328 };
   txPhy: number = LePhy.Le1M;
@@ -108,7 +106,6 @@ export class HciConnection {
       latency: this.latency,
       supervisionTimeoutMs: this.supervisionTimeoutMs,
       encrypted: this.encrypted,
-      keySize: this.keySize,
       dataLength: this.dataLength,
       txPhy: this.txPhy,
       rxPhy: this.rxPhy,

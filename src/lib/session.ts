@@ -6,6 +6,7 @@
 import { openTransport } from '../hci/open-transport.js';
 import type { Transport } from '../hci/transport.js';
 import { BtsnoopWriter } from '../hci/btsnoop.js';
+import { DEFAULT_IDLE_CHECK_MS } from '../hci/watchdog.js';
 import type { PacketDirection } from '../hci/driver.js';
 import { JsonFileBondStore, defaultBondsPath } from '../bonds/json-store.js';
 import type { BondStore, WhenBondStoreFull } from '../bonds/types.js';
@@ -197,6 +198,8 @@ export async function startWearable(o: StartWearableOptions): Promise<WearableSe
       ...(settings.privacyS !== undefined ? { privacy: { rpaTimeoutS: settings.privacyS } } : {}),
       ...(settings.resolvingList ? { resolvingList: true } : {}),
       ...o.peripheral,
+      // The idle watchdog notices a controller that hung or rebooted while nobody talked to it.
+      hci: { idleCheckMs: DEFAULT_IDLE_CHECK_MS, ...o.peripheral?.hci },
     });
     const p = peripheral;
     if (settings.mixControllerRng) mixer = controllerRandomMixer(p.hci, log);

@@ -241,6 +241,8 @@ export class VirtualController {
   private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
   private readonly onClose = (): void => this.detachTransport();
   private powered = true;
+  /** {@link hang}: input swallowed, nothing sent. */
+  private hung = false;
   /** Options.publicAddress given: Zephyr Read Static Addresses reports none. */
   private noStaticAddress = false;
 
@@ -422,7 +424,41 @@ export class VirtualController {
     this.powered = false;
   }
 
+  /**
+   * The firmware hangs (a stuck interrupt, a deadlock): bytes from the host are swallowed and
+   * nothing is sent, the radio goes quiet (peers time out), the serial port stays open. It lasts
+   * until {@link rebootSilently} (the RESET button, the controller's own watchdog) or {@link resume}.
+   */
+  hang(): void {
+    this.hung = true;
+    this.air.controllerReset(this);
+    this.advertisingEnabled = false;
+    this.scanEnabled = false;
+    this.initiating = undefined;
+  }
+
+  /** A hang ends by itself: the firmware answers again with its state as it was (its links lost). */
+  resume(): void {
+    this.hung = false;
+  }
+
+  /**
+   * The network core reboots (watchdog, brown-out, RESET) while the host keeps the serial port
+   * open: every setting the host made is back at its power-up value, links are lost without a
+   * Disconnection Complete, half-received bytes are forgotten. Nothing is sent to say so unless
+   * `announce` (hci_uart built with CONFIG_BT_WAIT_NOP sends a Command Complete for opcode 0x0000
+   * once up, Zephyr samples/bluetooth/hci_uart/src/main.c).
+   */
+  rebootSilently(opts: { announce?: boolean } = {}): void {
+    this.hung = false;
+    this.reset();
+    const t = this.transport;
+    if (t) this.attach(t);
+    if (opts.announce) this.emit('CommandComplete', { numHciCommandPackets: 1, opcode: 0x0000, returnParameters: new Uint8Array(0) });
+  }
+
   private receive(chunk: Uint8Array): void {
+    if (this.hung) return;
     const f = this.framer;
     if (!f) return;
     try {
@@ -457,6 +493,7 @@ export class VirtualController {
   // ------------------------------------------------------------------ output
 
   private write(bytes: Uint8Array): void {
+    if (this.hung) return;
     const t = this.transport;
     if (!t || !t.isOpen) return;
     t.write(bytes).catch((err: unknown) => this.log.debug({ err }, 'write to host failed'));

@@ -133,7 +133,6 @@ export function buildSmpLower(hci: Hci, c: HciConnection, l2cap: L2capConnection
       await hci.command('LeEnableEncryption', { handle, rand, ediv, ltk });
     },
     readKeySize: async () => {
-      if (c.keySize !== undefined) return c.keySize;
       // Not in the Supported Commands bitmap (Zephyr's LL answers 0x01 Unknown HCI Command): the
       // controller cannot tell; SMP keeps the size it negotiated.
       if (hci.info && !hci.info.supports('ReadEncryptionKeySize')) return undefined;
