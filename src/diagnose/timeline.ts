@@ -20,8 +20,9 @@
  * This file is the builder: each packet's HCI command, HCI event or L2CAP channel (SMP, ATT, LE
  * signaling) turned into events. The pieces it uses each own one concern: the model the rules read
  * (timeline-model.ts, re-exported here), the connection records and retention bounds
- * (timeline-connections.ts), the peers' identities and the IRKs seen (timeline-identity.ts), and
- * ACL reassembly into L2CAP frames (timeline-acl.ts).
+ * (timeline-connections.ts), the peers' identities and the IRKs seen (timeline-identity.ts), ACL
+ * reassembly into L2CAP frames (timeline-acl.ts), and the Service Changed handle and indications
+ * (timeline-service-changed.ts).
  *
  * Core 5.4 references: HCI events and commands Vol 4 Part E 7; ACL Vol 4 Part E 5.4.2; L2CAP basic
  * frames Vol 3 Part A 3.1; SMP Vol 3 Part H 3; ATT Vol 3 Part F 3.4; Service Changed Vol 3 Part G 7.1.
@@ -37,6 +38,7 @@ import type { CapturedPacket, HciDirection } from './capture.js';
 import { AclReassembler } from './timeline-acl.js';
 import { ConnectionTable } from './timeline-connections.js';
 import { PeerIdentityResolver } from './timeline-identity.js';
+import { ServiceChangedWatch } from './timeline-service-changed.js';
 import { sideOf, type ConnectionRecord, type Origin, type PacketRef, type Timeline, type TimelineEvent, type TimelineOptions } from './timeline-model.js';
 
 export {
@@ -59,8 +61,6 @@ export {
   type TimelineOptions,
 } from './timeline-model.js';
 
-const UUID_SERVICE_CHANGED = 0x2a05;
-const UUID_CHARACTERISTIC = 0x2803;
 const CID_ATT = 0x0004;
 const CID_LE_SIGNALING = 0x0005;
 const CID_SMP = 0x0006;
@@ -96,14 +96,10 @@ const KEPT_ATT: ReadonlySet<AttPdu['type']> = new Set<AttPdu['type']>([
 export class TimelineBuilder {
   private readonly conns: ConnectionTable;
   private readonly identities: PeerIdentityResolver;
+  private readonly serviceChanged: ServiceChangedWatch;
   private readonly acl = new AclReassembler((at, handle, message) => this.add({ kind: 'decodeError', at, connId: this.conns.openOn(handle)?.id, message }));
-  /** Per connection id: last ATT request from the client, to interpret discovery responses. */
-  private readonly lastRequest = new Map<number, AttPdu>();
-  /** Per connection id: the phone sent its first ATT request (for the Service Changed guess). */
-  private readonly phoneSpoke = new Set<number>();
   /** Per handle: an HCI Disconnect the capturing host sent. */
   private readonly pendingDisconnect = new Map<number, number>();
-  private scHandle: number | undefined;
   private first: number | undefined;
   private last: number | undefined;
   private count = 0;
@@ -112,7 +108,7 @@ export class TimelineBuilder {
   constructor(opts: TimelineOptions = {}) {
     this.conns = new ConnectionTable(opts);
     this.identities = new PeerIdentityResolver(opts);
-    this.scHandle = opts.serviceChangedHandle;
+    this.serviceChanged = new ServiceChangedWatch(opts.serviceChangedHandle);
   }
 
   /** Decodes one packet; returns the events it produced. Never throws on malformed input. */
@@ -139,7 +135,7 @@ export class TimelineBuilder {
       connections: this.conns.connections,
       perspective: this.conns.perspective(),
       irks: this.identities.irks,
-      serviceChangedHandle: this.scHandle,
+      serviceChangedHandle: this.serviceChanged.handle,
       firstTime: this.first,
       lastTime: this.last,
       packetCount: this.count,
@@ -154,11 +150,6 @@ export class TimelineBuilder {
   /** Events not kept because of the retention bounds, over all connections. */
   get droppedEvents(): number {
     return this.conns.droppedEvents;
-  }
-
-  private add(e: TimelineEvent): void {
-    this.out.push(e);
-    this.conns.record(e);
   }
 
   /** The connection record with this id, unless it was dropped. */
@@ -185,8 +176,7 @@ export class TimelineBuilder {
   drop(connId: number): void {
     if (!this.conns.drop(connId)) return;
     this.identities.forgetConnection(connId);
-    this.lastRequest.delete(connId);
-    this.phoneSpoke.delete(connId);
+    this.serviceChanged.forgetConnection(connId);
   }
 
   /**
@@ -195,6 +185,12 @@ export class TimelineBuilder {
    */
   forget(connId: number): void {
     this.conns.forget(connId);
+  }
+
+  /** Keeps an event: in this packet's result, the timeline and its connection. */
+  private add(e: TimelineEvent): void {
+    this.out.push(e);
+    this.conns.record(e);
   }
 
   // ---- HCI commands (host -> controller) ----
@@ -446,14 +442,10 @@ export class TimelineBuilder {
     }
     const pdu = r.pdu;
     const from = sideOf(origin, c.localRole);
-    if (r.spec.kind === 'request') {
-      this.lastRequest.set(c.id, pdu);
-      if (from !== 'accessory') this.phoneSpoke.add(c.id);
-    } else if (pdu.type === 'readByTypeResponse' || pdu.type === 'findInformationResponse') {
-      this.learnServiceChanged(c.id, pdu);
-    }
+    if (r.spec.kind === 'request') this.serviceChanged.request(c.id, pdu, from);
+    else if (pdu.type === 'readByTypeResponse' || pdu.type === 'findInformationResponse') this.serviceChanged.discoveryResponse(c.id, pdu);
     if (pdu.type === 'handleValueIndication' && from !== 'phone') {
-      const sc = this.serviceChangedFor(c.id, pdu);
+      const sc = this.serviceChanged.indication(c.id, pdu);
       if (sc) {
         this.add({ kind: 'serviceChanged', at, connId: c.id, origin, from, ...sc });
         return;
@@ -462,38 +454,6 @@ export class TimelineBuilder {
     if (KEPT_ATT.has(pdu.type) && this.conns.keepAtt(c, pdu.type === 'errorResponse')) {
       this.add({ kind: 'att', at, connId: c.id, origin, from, pdu });
     } else c.attCounted++;
-  }
-
-  /** Learns the Service Changed value handle from discovery responses (characteristic declarations, Find Information). */
-  private learnServiceChanged(connId: number, pdu: AttPdu): void {
-    if (pdu.type === 'findInformationResponse') {
-      for (const e of pdu.entries) if (e.uuid.length === 2 && ((e.uuid[0] as number) | ((e.uuid[1] as number) << 8)) === UUID_SERVICE_CHANGED) this.scHandle = e.handle;
-      return;
-    }
-    if (pdu.type !== 'readByTypeResponse') return;
-    const req = this.lastRequest.get(connId);
-    if (!req || req.type !== 'readByTypeRequest' || req.attributeType.length !== 2) return;
-    if (((req.attributeType[0] as number) | ((req.attributeType[1] as number) << 8)) !== UUID_CHARACTERISTIC) return;
-    for (const d of pdu.data) {
-      // Characteristic declaration value: properties (1), value handle (2), UUID (2 or 16). Core 5.4 Vol 3 Part G 3.3.1.
-      if (d.value.length === 5 && ((d.value[3] as number) | ((d.value[4] as number) << 8)) === UUID_SERVICE_CHANGED) {
-        this.scHandle = (d.value[1] as number) | ((d.value[2] as number) << 8);
-      }
-    }
-  }
-
-  private serviceChangedFor(connId: number, pdu: AttPdu & { type: 'handleValueIndication' }): { attHandle: number; guessed: boolean; startHandle: number; endHandle: number } | undefined {
-    if (pdu.value.length !== 4) return undefined;
-    const startHandle = (pdu.value[0] as number) | ((pdu.value[1] as number) << 8);
-    const endHandle = (pdu.value[2] as number) | ((pdu.value[3] as number) << 8);
-    if (this.scHandle !== undefined) {
-      return pdu.handle === this.scHandle ? { attHandle: pdu.handle, guessed: false, startHandle, endHandle } : undefined;
-    }
-    // Guess: a handle range indicated before the phone asked anything on this connection.
-    if (startHandle >= 1 && startHandle <= endHandle && !this.phoneSpoke.has(connId)) {
-      return { attHandle: pdu.handle, guessed: true, startHandle, endHandle };
-    }
-    return undefined;
   }
 
   private onSignaling(c: ConnectionRecord, origin: Origin, payload: Uint8Array, at: PacketRef): void {
