@@ -15,8 +15,8 @@
  *
  * Written values: a write handler (`onWrite`) gets a view of the received PDU's bytes, valid for
  * the call (until the promise it returns settles): it must not modify it, and copies it if it
- * keeps it. The server copies a value only where it stores it (as the attribute's value when the
- * attribute has no read handler, and for 'written' listeners, who each get their own copy). A
+ * keeps it. The server copies a value only where it stores it (as the attribute's value, see
+ * {@link storesWrittenValue}, and for 'written' listeners, who each get their own copy). A
  * Write Command whose checks and handler are synchronous is carried out synchronously: no
  * promise, no closure and no context object per PDU.
  */
@@ -100,6 +100,19 @@ function ignoreResult(): void {}
 
 const WRITE_VIA_INDEX: Readonly<Record<WriteVia, number>> = { writeRequest: 0, writeCommand: 1, executeWrite: 2 };
 
+
+/**
+ * Whether a written value becomes the attribute's stored value (served to reads, returned by
+ * `GattDatabase.value`). Not when something else owns it: a read handler answers the reads, or a
+ * write handler takes every write of a variable-length value that no peer may read. The handler
+ * then is the value's only consumer (as a write callback is in Zephyr, NimBLE and ble-host, which
+ * store nothing themselves), and keeping a copy per write would cost memory and time for a value
+ * nobody can read back over the air: `value()` keeps what the application set.
+ */
+export function storesWrittenValue(a: Attribute): boolean {
+  if (a.onRead) return false;
+  return !(a.onWrite && a.permissions.read === 'notPermitted' && !a.fixedLength);
+}
 export class AttServer extends TypedEmitter<AttServerEvents> implements GattConnection, AttRequestHandler {
   readonly id = allocateConnectionId();
   readonly bearer: AttBearer;
@@ -414,7 +427,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
 
   /** A value write the handler (if any) accepted: keep a copy when it is the stored value, tell 'written' listeners. Returns 0. */
   private storeWritten(a: Attribute, v: Uint8Array): number {
-    if (!a.onRead) a.value = copyBytes(v);
+    if (storesWrittenValue(a)) a.value = copyBytes(v);
     if (this.listenerCount('written') > 0) this.emit('written', a.handle, copyBytes(v));
     return 0;
   }

@@ -519,6 +519,41 @@ test('a Write Command with synchronous checks and handler is carried out before 
   assert.equal(await exchange(server, lower, `0a${h16(h)}`), '0b010203', 'reads serve the stored copy');
 });
 
+test('a value no peer may read and whose writes go to a write handler is not stored (the handler owns it); readable, fixed-length or handler-less values still are', async () => {
+  const ID = Uuid.parse('3c1d1002-7f4e-4c55-9d36-0c5f1e2a9b10');
+  const FIXED = Uuid.parse('3c1d1003-7f4e-4c55-9d36-0c5f1e2a9b10');
+  const PLAIN = Uuid.parse('3c1d1004-7f4e-4c55-9d36-0c5f1e2a9b10');
+  const got: string[] = [];
+  const onWrite = (v: Uint8Array): void => void got.push(toHex(v));
+  const db = buildGattDatabase({
+    gap: { deviceName: 'wh-test' },
+    services: [
+      {
+        uuid: CUSTOM,
+        characteristics: [
+          { uuid: LONG, id: 'control', properties: ['writeWithoutResponse', 'write'], maxLength: 64, value: Uint8Array.of(0xaa), onWrite },
+          { uuid: ID, id: 'readable', properties: ['read', 'writeWithoutResponse'], maxLength: 64, onWrite },
+          { uuid: FIXED, id: 'fixed', properties: ['writeWithoutResponse'], value: Uint8Array.of(0, 0, 0), fixedLength: true, onWrite },
+          { uuid: PLAIN, id: 'plain', properties: ['writeWithoutResponse'], maxLength: 64 },
+        ],
+      },
+    ],
+  });
+  const lower = new FakeLower();
+  const server = new AttServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
+  for (const id of ['control', 'readable', 'fixed', 'plain']) server.onPdu(fromHex(`52${h16(db.handle(id))}0102`));
+  assert.deepEqual(got, ['0102', '0102', '010200'], 'every handler saw its write (the fixed-length one merged into its value)');
+  assert.equal(toHex(db.value('control')), 'aa', 'write-only with a handler: the value the application set stays');
+  assert.equal(await exchange(server, lower, `52${h16(db.handle('control'))}09`), '', 'a Write Command has no answer');
+  assert.equal(await exchange(server, lower, `12${h16(db.handle('control'))}0304`), '13', 'a Write Request is answered');
+  assert.deepEqual(got.slice(3), ['09', '0304']);
+  assert.equal(toHex(db.value('control')), 'aa');
+  assert.equal(toHex(db.value('readable')), '0102', 'readable: stored, reads serve it');
+  assert.equal(await exchange(server, lower, `0a${h16(db.handle('readable'))}`), '0b0102');
+  assert.equal(toHex(db.value('fixed')), '010200', 'fixed-length: stored (the next short write merges into it)');
+  assert.equal(toHex(db.value('plain')), '0102', 'no handler: stored');
+});
+
 test('write contexts: one frozen object per attribute and way of writing, the same for every write', async () => {
   const ctxs: AccessContext[] = [];
   const { db, lower, h } = writeSink((_v, ctx) => void ctxs.push(ctx));
