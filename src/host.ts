@@ -15,7 +15,7 @@ import { DEFAULT_PERIPHERAL_PARAMETERS, type ConnectionParameters } from './l2ca
 import type { SecurityManager } from './smp/security-manager.js';
 import type { SmpSession } from './smp/pairing.js';
 import type { PairedInfo, PairingFailure } from './smp/types.js';
-import { AttServer } from './gatt/server.js';
+import { GattServer } from './gatt/server.js';
 import type { GattDatabase } from './gatt/database.js';
 import type { LocalIdentity } from './bonds/types.js';
 import type { AdvertisingPause, OwnAddress } from './privacy/own-address.js';
@@ -35,7 +35,7 @@ export interface PeripheralLink {
   readonly hci: HciConnection;
   readonly l2cap: L2capConnection;
   readonly smp: SmpSession;
-  readonly att: AttServer;
+  readonly att: GattServer;
 }
 
 export type PeripheralEvents = {
@@ -273,7 +273,7 @@ export class Peripheral extends TypedEmitter<PeripheralEvents> {
     // Resolve the peer's identity from the bonds before the ATT server asks for it (its caching
     // state and CCCDs are kept per bond).
     smp.start();
-    const att = new AttServer({
+    const att = new GattServer({
       db: this.db,
       clock: this.opts.clock,
       log: log.child({ layer: 'att' }),

@@ -9,7 +9,7 @@
  * - src/gatt/client-config.ts: CCCDs and Client Supported Features, persisted in the bond;
  * - src/gatt/caching.ts: robust caching and Service Changed.
  *
- * Make one per connection: `new AttServer({ db, lower, clock, log, bonds, mtu })`, feed it
+ * Make one per connection: `new GattServer({ db, lower, clock, log, bonds, mtu })`, feed it
  * `onPdu`, `onSecurityChanged` and `onDisconnected`. Every 0x05 and 0x0F sent is reported to
  * `lower.onSecurityRejection`.
  *
@@ -55,7 +55,7 @@ export interface GattServerLower extends AttLower {
   onSecurityRejection?(code: number): void;
 }
 
-export interface AttServerOptions {
+export interface GattServerOptions {
   db: GattDatabase;
   lower: GattServerLower;
   clock: Clock;
@@ -78,7 +78,7 @@ export interface AttServerOptions {
   notifyQueueLimit?: number;
 }
 
-export type AttServerEvents = {
+export type GattServerEvents = {
   /** A client changed (or a bond restored) the CCCD of a characteristic value. */
   subscriptionChanged: [valueHandle: number, cccd: number];
   /** A client wrote an attribute value (after the write handler accepted it). */
@@ -113,7 +113,7 @@ export function storesWrittenValue(a: Attribute): boolean {
   if (a.onRead) return false;
   return !(a.onWrite && a.permissions.read === 'notPermitted' && !a.fixedLength);
 }
-export class AttServer extends TypedEmitter<AttServerEvents> implements GattConnection, AttRequestHandler {
+export class GattServer extends TypedEmitter<GattServerEvents> implements GattConnection, AttRequestHandler {
   readonly id = allocateConnectionId();
   readonly bearer: AttBearer;
   readonly db: GattDatabase;
@@ -130,7 +130,7 @@ export class AttServer extends TypedEmitter<AttServerEvents> implements GattConn
   private readonly writeContexts = new Map<number, AccessContext>();
   private closed = false;
 
-  constructor(opts: AttServerOptions) {
+  constructor(opts: GattServerOptions) {
     super();
     this.db = opts.db;
     this.lower = opts.lower;

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import { ATT_PDUS, decodeAttPdu } from '../../src/att/pdu.js';
 import { WearableProfile } from '../../src/gatt/profile.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
@@ -19,7 +19,7 @@ test('5000 random PDUs: every response decodes, fits ATT_MTU, and the server sti
   const lower = new FakeLower();
   lower.security.set(LINKS.L2);
   const clock = new VirtualClock();
-  const server = new AttServer({ db: profile.db, lower, clock, prepareQueueLimit: 8 });
+  const server = new GattServer({ db: profile.db, lower, clock, prepareQueueLimit: 8 });
   const opcodes = ATT_PDUS.map((s) => s.opcode);
   let responses = 0;
   for (let i = 0; i < 5000; i++) {

@@ -2,22 +2,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AttBearer } from '../../src/att/bearer.js';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import type { AttLower } from '../../src/att/types.js';
 import type { GattServerLower } from '../../src/gatt/server.js';
 import { WearableProfile } from '../../src/gatt/profile.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { MutableSecurity, LINKS, PEER } from './helpers.js';
 
-function wire(): { client: AttBearer; server: AttServer; profile: WearableProfile } {
+function wire(): { client: AttBearer; server: GattServer; profile: WearableProfile } {
   const profile = new WearableProfile();
   const clock = new VirtualClock();
   const security = new MutableSecurity(LINKS.L2);
-  let server!: AttServer;
+  let server!: GattServer;
   let client!: AttBearer;
   const toServer: AttLower = { send: async (p) => queueMicrotask(() => server.onPdu(p)), peer: PEER };
   const toClient: GattServerLower = { send: async (p) => queueMicrotask(() => client.onPdu(p)), security, peer: PEER, peerIdentity: () => undefined };
-  server = new AttServer({ db: profile.db, lower: toClient, clock, mtu: 247 });
+  server = new GattServer({ db: profile.db, lower: toClient, clock, mtu: 247 });
   client = new AttBearer({ lower: toServer, clock, mtu: 185 });
   return { client, server, profile };
 }

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import { buildGattDatabase, type GattDatabase } from '../../src/gatt/database.js';
 import { VirtualClock, settle } from '../../src/util/clock.js';
 import { toHex } from '../../src/util/bytes.js';
@@ -36,11 +36,11 @@ async function connect(db: GattDatabase, bonds: FakeBondStore, opts: { identity?
   if (opts.identity !== false) lower.identity = IDENTITY;
   lower.security.set(LINKS[opts.link ?? 'L1ltk']);
   const clock = new VirtualClock();
-  const server = new AttServer({ db, lower, clock, bonds });
+  const server = new GattServer({ db, lower, clock, bonds });
   return { lower, server, clock };
 }
 
-function encrypt(lower: FakeLower, server: AttServer): void {
+function encrypt(lower: FakeLower, server: GattServer): void {
   lower.security.set(LINKS.L2);
   server.onSecurityChanged();
 }

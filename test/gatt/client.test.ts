@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GattClient, GattProcedureError } from '../../src/gatt/client.js';
 import { AttBearer } from '../../src/att/bearer.js';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import { AttOpcode } from '../../src/att/pdu.js';
 import { AttBearerError, AttError, type AttLower } from '../../src/att/types.js';
 import { buildGattDatabase, type GattDatabase } from '../../src/gatt/database.js';
@@ -64,7 +64,7 @@ function database(): GattDatabase {
 function link(db: GattDatabase, clientMtu: number, serverMtu: number, clock = new VirtualClock()) {
   const opcodes: { dir: 'c2s' | 's2c'; opcode: number }[] = [];
   let security: LinkSecurity = INSECURE_LINK;
-  let server!: AttServer;
+  let server!: GattServer;
   let dropServerRx = false;
   const clientLower: AttLower = {
     send: async (pdu) => {
@@ -77,7 +77,7 @@ function link(db: GattDatabase, clientMtu: number, serverMtu: number, clock = ne
     peer: SERVER,
   };
   const bearer = new AttBearer({ lower: clientLower, clock, log, mtu: clientMtu });
-  server = new AttServer({
+  server = new GattServer({
     db,
     clock,
     log,

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import { buildGattDatabase, type PermissionsDefinition } from '../../src/gatt/database.js';
 import { Uuid } from '../../src/gatt/uuid.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -82,7 +82,7 @@ async function setup(v: Variant, link: SecurityPreset, bonded: boolean) {
     lower.identity = IDENTITY;
     await bonds.put(bondRecord());
   }
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), bonds, mtu: 23, authorize: () => false });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), bonds, mtu: 23, authorize: () => false });
   const handle = db.handle('x');
   const cccd = db.characteristic('x')?.cccdHandle as number;
   return { db, lower, bonds, server, handle, cccd };
@@ -169,7 +169,7 @@ test('the minimum key size is configurable: a 7-byte key satisfies "encrypted" w
     const db = buildGattDatabase({ services: [{ uuid: 0xfff0, characteristics: [{ uuid: UUID, id: 'x', properties: ['read'], permissions: { read: perm }, value: 'v' }] }] });
     const lower = new FakeLower();
     lower.security.set({ ...LINKS.L4, keySize: 7 });
-    const server = new AttServer({ db, lower, clock: new VirtualClock(), minKeySize: 7 });
+    const server = new GattServer({ db, lower, clock: new VirtualClock(), minKeySize: 7 });
     const h = db.handle('x');
     const got = await exchange(server, lower, `0a${h16(h)}`);
     assert.equal(got, want ? `${want}76` : err(0x0a, h, 0x0c), perm);
@@ -200,7 +200,7 @@ test('an authorization hook that allows lets the access through; a per-attribute
     ],
   });
   const lower = new FakeLower();
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), authorize: async () => true });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), authorize: async () => true });
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('x'))}`), '0b6f6b');
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('y'))}`), err(0x0a, db.handle('y'), 0x08));
   assert.deepEqual(seen, [`read@${db.handle('y')}`]);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import {
   BodySensorLocation,
   HealthUuid,
@@ -23,7 +23,7 @@ function connect(profile: WearableProfile, link: keyof typeof LINKS = 'L2') {
   const lower = new FakeLower();
   lower.security.set(LINKS[link]);
   const clock = new VirtualClock();
-  const server = new AttServer({ db: profile.db, lower, clock });
+  const server = new GattServer({ db: profile.db, lower, clock });
   return { lower, server, clock };
 }
 

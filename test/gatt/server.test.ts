@@ -3,7 +3,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AttServer } from '../../src/gatt/server.js';
+import { GattServer } from '../../src/gatt/server.js';
 import { AttBearerError } from '../../src/att/types.js';
 import { decodeAttPdu, type AttPdu } from '../../src/att/pdu.js';
 import { buildGattDatabase, type AccessContext, type GattDatabase } from '../../src/gatt/database.js';
@@ -56,11 +56,11 @@ function setup(opts: { mtu?: number; prepareQueueLimit?: number } = {}) {
   const lower = new FakeLower();
   const clock = new VirtualClock();
   const bonds = new FakeBondStore();
-  const server = new AttServer({ db, lower, clock, bonds, mtu: 517, ...opts });
+  const server = new GattServer({ db, lower, clock, bonds, mtu: 517, ...opts });
   return { db, lower, clock, bonds, server };
 }
 
-async function rsp(server: AttServer, lower: FakeLower, hex: string): Promise<AttPdu> {
+async function rsp(server: GattServer, lower: FakeLower, hex: string): Promise<AttPdu> {
   const out = await exchange(server, lower, hex);
   const r = decodeAttPdu(fromHex(out));
   assert.ok(r.ok, `undecodable response ${out}`);
@@ -74,7 +74,7 @@ interface Found {
 }
 
 /** GATT Discover All Primary Services (Core 5.4 Vol 3 Part G 4.4.1). */
-async function discoverServices(server: AttServer, lower: FakeLower): Promise<Found[]> {
+async function discoverServices(server: GattServer, lower: FakeLower): Promise<Found[]> {
   const out: Found[] = [];
   let start = 1;
   for (;;) {
@@ -94,7 +94,7 @@ async function discoverServices(server: AttServer, lower: FakeLower): Promise<Fo
 }
 
 /** GATT Discover All Characteristics of a Service (Core 5.4 Vol 3 Part G 4.6.1). */
-async function discoverCharacteristics(server: AttServer, lower: FakeLower, s: number, e: number): Promise<{ decl: number; props: number; value: number; uuid: string }[]> {
+async function discoverCharacteristics(server: GattServer, lower: FakeLower, s: number, e: number): Promise<{ decl: number; props: number; value: number; uuid: string }[]> {
   const out: { decl: number; props: number; value: number; uuid: string }[] = [];
   let start = s;
   while (start <= e) {
@@ -111,7 +111,7 @@ async function discoverCharacteristics(server: AttServer, lower: FakeLower, s: n
 }
 
 /** GATT Discover All Characteristic Descriptors (Core 5.4 Vol 3 Part G 4.7.1). */
-async function discoverDescriptors(server: AttServer, lower: FakeLower, s: number, e: number): Promise<{ handle: number; uuid: string }[]> {
+async function discoverDescriptors(server: GattServer, lower: FakeLower, s: number, e: number): Promise<{ handle: number; uuid: string }[]> {
   const out: { handle: number; uuid: string }[] = [];
   let start = s;
   while (start <= e) {
@@ -433,7 +433,7 @@ test('a Signed Write Command is ignored as a command the server does not support
   lower.security.set(LINKS.L2);
   const bonds = new FakeBondStore();
   await bonds.put(bondRecord({ peerCsrk: reversed(fromHex('611B64EBFBCD1FD372EC9196DF425E50')) }));
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), bonds });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), bonds });
   const updatesBefore = bonds.updates.length;
   assert.equal(await exchange(server, lower, 'd2 1200 1337 01000000f1871e933c900ff2'), '', 'no response to a command');
   assert.equal(toHex(db.value('s')), '', 'not written');
@@ -472,7 +472,7 @@ test('a read handler that throws AttError answers with its code; any other failu
     ],
   });
   const lower = new FakeLower();
-  const server = new AttServer({ db, lower, clock: new VirtualClock() });
+  const server = new GattServer({ db, lower, clock: new VirtualClock() });
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('a'))}`), `010a${h16(db.handle('a'))}81`);
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('b'))}`), '010a00000e');
   assert.equal(await exchange(server, lower, `0a${h16(db.handle('c'))}`), '0b00');
@@ -498,7 +498,7 @@ function writeSink(onWrite: (v: Uint8Array, ctx: AccessContext) => void | number
 test('a Write Command with synchronous checks and handler is carried out before onPdu returns; the handler gets a view of the received bytes, the stored value is a copy', async () => {
   const calls: { v: Uint8Array; hex: string; ctx: AccessContext }[] = [];
   const { db, lower, h } = writeSink((v, ctx) => void calls.push({ v, hex: toHex(v), ctx }));
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
   const written: Uint8Array[] = [];
   server.on('written', (_h, v) => written.push(v));
   const raw = fromHex(`52${h16(h)}010203`);
@@ -540,7 +540,7 @@ test('a value no peer may read and whose writes go to a write handler is not sto
     ],
   });
   const lower = new FakeLower();
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), mtu: 517 });
   for (const id of ['control', 'readable', 'fixed', 'plain']) server.onPdu(fromHex(`52${h16(db.handle(id))}0102`));
   assert.deepEqual(got, ['0102', '0102', '010200'], 'every handler saw its write (the fixed-length one merged into its value)');
   assert.equal(toHex(db.value('control')), 'aa', 'write-only with a handler: the value the application set stays');
@@ -557,7 +557,7 @@ test('a value no peer may read and whose writes go to a write handler is not sto
 test('write contexts: one frozen object per attribute and way of writing, the same for every write', async () => {
   const ctxs: AccessContext[] = [];
   const { db, lower, h } = writeSink((_v, ctx) => void ctxs.push(ctx));
-  const server = new AttServer({ db, lower, clock: new VirtualClock() });
+  const server = new GattServer({ db, lower, clock: new VirtualClock() });
   server.onPdu(fromHex(`52${h16(h)}01`));
   server.onPdu(fromHex(`52${h16(h)}02`));
   assert.equal(await exchange(server, lower, `12${h16(h)}03`), '13');
@@ -576,7 +576,7 @@ test('an asynchronous write handler is awaited: the value is stored after it acc
     await gate;
     return answer();
   });
-  const server = new AttServer({ db, lower, clock: new VirtualClock() });
+  const server = new GattServer({ db, lower, clock: new VirtualClock() });
   server.onPdu(fromHex(`52${h16(h)}aa`));
   await settle();
   assert.equal(db.value('sink').length, 0, 'not stored before the handler accepted');
@@ -598,7 +598,7 @@ test('a Write Command to an attribute that needs authorization waits for an asyn
   const got: string[] = [];
   const { db, lower, h } = writeSink((v) => void got.push(toHex(v)), true);
   let allow = false;
-  const server = new AttServer({ db, lower, clock: new VirtualClock(), authorize: async () => allow });
+  const server = new GattServer({ db, lower, clock: new VirtualClock(), authorize: async () => allow });
   server.onPdu(fromHex(`52${h16(h)}01`));
   await settle();
   assert.deepEqual(got, []);
