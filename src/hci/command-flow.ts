@@ -244,15 +244,21 @@ export class CommandFlow {
     this.host.timedOut(cmd.opcode, cmd.timeoutMs);
   }
 
+  /**
+   * A Command Complete or Command Status for the No Operation opcode 0x0000: only a credit update
+   * (Core 5.4 Vol 4 Part E 7.7.14), which the driver is told of (a controller announcing it booted
+   * sends one).
+   */
+  private onNoOperation(credits: number): void {
+    this.credits = credits;
+    this.host.noOperation();
+    this.pump();
+  }
+
   /** Command Complete: settles the command it answers and takes its credits; any other is dropped. */
   onCommandComplete(p: EventParams<'CommandComplete'>): void {
     const { numHciCommandPackets: n, opcode, returnParameters: rp } = p;
-    if (opcode === 0x0000) {
-      this.credits = n;
-      this.host.noOperation();
-      this.pump();
-      return;
-    }
+    if (opcode === 0x0000) return this.onNoOperation(n);
     const cmd = this.takeInFlight(opcode);
     if (!cmd) {
       this.log.warn({ opcode: formatOpcode(opcode), returnParameters: toHex(rp) }, `Command Complete for ${formatOpcode(opcode)}, which is not waiting for an answer; dropped`);
@@ -297,12 +303,7 @@ export class CommandFlow {
   /** Command Status: the same for commands answered by a status. */
   onCommandStatus(p: EventParams<'CommandStatus'>): void {
     const { status, numHciCommandPackets: n, opcode } = p;
-    if (opcode === 0x0000) {
-      this.credits = n;
-      this.host.noOperation();
-      this.pump();
-      return;
-    }
+    if (opcode === 0x0000) return this.onNoOperation(n);
     const cmd = this.takeInFlight(opcode);
     if (!cmd) {
       this.log.warn({ opcode: formatOpcode(opcode), status: hciStatusName(status) }, `Command Status for ${formatOpcode(opcode)}, which is not waiting for an answer; dropped`);
