@@ -454,3 +454,18 @@ test('a Command Complete and a Command Status nobody waits for, and completed pa
   await drive(w.clock, w.hci.disconnect(first.c.handle));
   await reconnects();
 });
+
+test('random garbage on the serial line (seeded bursts of random bytes, some shaped like the start of an event) while a bonded central is connected: the wearable resynchronises or resets, and the central reconnects and encrypts every time', async () => {
+  for (let seed = 0; seed < 10; seed++) {
+    const { w, proxy, first, reconnects, warnings } = await bondedThroughProxy({ idleCheckMs: 5000 });
+    const rnd = seededRandom(`garbage-${seed}`);
+    const burst = rnd.bytes(1 + ((rnd.bytes(1)[0] as number) % 48));
+    if (seed % 2 === 0) burst[0] = 0x04; // an H:4 event indicator: the framer takes what follows as an event
+    proxy.inject(burst);
+    await w.clock.advance(50);
+    await drive(w.clock, w.hci.disconnect(first.c.handle));
+    assert.ok(await w.clock.runUntil(() => w.peripheral.connections.length === 0, 15_000), `seed ${seed}: the link is gone on the wearable's side too`);
+    assert.ok(warnings().some((m) => m.startsWith('H:4 from memory:wearable')), `seed ${seed}: the burst reached the framer (${toHex(burst)})`);
+    await reconnects();
+  }
+});
