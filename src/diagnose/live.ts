@@ -26,7 +26,7 @@ import { TypedEmitter } from '../util/emitter.js';
 import type { CapturedPacket, HciDirection } from './capture.js';
 import { diagnose, evaluateConnection, type Finding, type Report } from './diagnose.js';
 import { RULES, type RuleDef } from './rules.js';
-import { bondStoreFullRule } from './rule-bond-store-full.js';
+import { bondStoreFullRule } from './rules/bond-store-full.js';
 import type { BondStoreCapacity } from '../bonds/types.js';
 import { TimelineBuilder, type ConnectionRecord, type TimelineEvent, type TimelineOptions } from './timeline.js';
 

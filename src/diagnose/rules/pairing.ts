@@ -1,8 +1,8 @@
 /**
  * Rules about what a pairing negotiated, read from the Pairing Request and Response themselves
- * (both sides' captures carry both PDUs): legacy pairing, no bonding, a Pairing Request the
- * accessory never answered, and characteristics that demand an authentication the IO
- * capabilities can never give.
+ * (both sides' captures carry both PDUs): legacy pairing, a short encryption key, no bonding, a
+ * Pairing Request the accessory never answered, and characteristics that demand an authentication
+ * the IO capabilities can never give.
  */
 import { AuthReq, ioCapabilityName, KeyDist } from '../../smp/pdu.js';
 import type { RuleDef, RuleHit } from '../rules.js';
@@ -62,6 +62,46 @@ export const legacyPairingUsed: RuleDef = {
           key: 'legacy-key',
         },
       ];
+    }
+    return [];
+  },
+};
+
+/** 2. An encryption key shorter than 16 bytes was accepted. */
+export const keySizeTooShort: RuleDef = {
+  id: 'key-size-too-short',
+  title: 'A short encryption key was accepted',
+  severity: 'error',
+  cause:
+    'The link uses a key shorter than 16 bytes. The key size is what the pairing negotiated: the smaller of the Maximum Encryption Key Size fields of the Pairing Request and Response (Core 5.4 Vol 3 Part H 2.3.4), and the accessory accepted it instead of failing with 0x06. ' +
+    "Short keys are what the KNOB attack forces. The controller's Read Encryption Key Size is not needed (upstream Zephyr's hci_uart does not even implement it: Unknown HCI Command).",
+  fixes: [
+    { where: 'firmware', text: 'Require 16-byte keys: Zephyr CONFIG_BT_SMP_MIN_ENC_KEY_SIZE=16 (pairing with a smaller maximum then fails with 0x06), and offer 16 in the Pairing Response.' },
+    { where: 'wearable-host', text: `${OPTION.minKeySize} 16 (the default); lower it only for a known central that cannot do better, accepting the weaker key.` },
+    { where: 'phone', text: 'Use a central that offers a 16-byte maximum key size (all current phones do); a test tool may have lowered it.' },
+  ],
+  sources: ['Core 5.4 Vol 3 Part H 2.3.4 (encryption key size), 3.5.1', 'KNOB attack (CVE-2019-9506)', 'Zephyr Kconfig BT_SMP_MIN_ENC_KEY_SIZE'],
+  match(ctx) {
+    const { sec } = ctx;
+    const hits: RuleHit[] = [];
+    for (const a of pairingAttempts(sec)) {
+      // Accepted means used: the link was encrypted with the short key (an accessory that refuses fails the pairing instead).
+      if (a.keySize === undefined || a.keySize >= 16 || a.failure || !a.response || !a.encrypted) continue;
+      const evidence: Evidence[] = [ev(a.request), ev(a.response), ev(a.encrypted)];
+      const reported = sec.keySizes.find((k) => a.response && before(a.response, k));
+      hits.push({
+        evidence,
+        detail:
+          `Negotiated key size ${a.keySize} bytes: min(${a.request.pdu.maxKeySize} from the phone, ${a.response.pdu.maxKeySize} from the accessory), and the link was encrypted with it.` +
+          (reported && reported.keySize !== a.keySize ? ` The controller reports ${reported.keySize}; the negotiation is what counts.` : ''),
+      });
+    }
+    if (hits.length || sec.pairingResponses.length) return hits;
+    // No pairing in this capture (a reconnection): a controller report, when it has one, is the only figure.
+    const short = sec.keySizes.find((k) => k.keySize < 16);
+    if (short) {
+      const e = ctx.conn.events.find((x) => x.at.number === short.at.number && (x.kind === 'keySize' || x.kind === 'encryptionChange'));
+      return [{ evidence: [e ? ev(e) : { at: short.at, what: `key size ${short.keySize}` }], detail: `The controller reports a key of ${short.keySize} bytes; the pairing that made it is not in this capture.` }];
     }
     return [];
   },

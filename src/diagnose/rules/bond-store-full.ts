@@ -8,11 +8,11 @@
  * Reason and no Pairing Response (refused up front) while the store is full and refusing.
  * Core 5.4 Vol 3 Part H 3.5.5 (Pairing Failed), 3.5.1 (Pairing Request).
  */
-import type { BondStoreCapacity } from '../bonds/types.js';
-import { SmpReason } from '../smp/pdu.js';
-import { describeEvent } from './describe.js';
-import type { RuleDef } from './rules.js';
-import type { TimelineEvent } from './timeline.js';
+import type { BondStoreCapacity } from '../../bonds/types.js';
+import { SmpReason } from '../../smp/pdu.js';
+import { describeEvent } from '../describe.js';
+import type { RuleDef } from '../rules.js';
+import type { TimelineEvent } from '../timeline.js';
 
 export const BOND_STORE_FULL_RULE_ID = 'bond-store-full';
 
