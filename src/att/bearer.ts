@@ -1,19 +1,26 @@
 /**
- * One ATT bearer (the LE fixed channel 0x0004 of one connection): sequencing, MTU, transaction
- * timeouts, the outgoing indication queue and notification back-pressure. The bearer decodes
- * every incoming PDU against the table in pdu.ts and answers protocol errors in one place; a
- * request handler (the ATT server) answers well-formed requests.
+ * One ATT bearer (the LE fixed channel 0x0004 of one connection), the facade its users see. It
+ * owns the link, the ATT_MTU and its exchange, closing, the decoding and dispatch of every incoming
+ * PDU against the table in pdu.ts, the serialisation of incoming requests and commands for the
+ * request handler (the ATT server), notifications both ways and their back-pressure. Its other
+ * parts live next to it, one concern each:
+ * - client-requests.ts: our requests as a client and the matching of the peer's responses;
+ * - indications.ts: our indications and the peer's confirmations;
+ * - transaction.ts: what those two share: one transaction outstanding per direction, the rest
+ *   waiting in order, and the 30 s transaction timer;
+ * - undecodable.ts: which answer an undecodable PDU gets;
+ * - types.ts: the bearer's contract (lower, handler, options, events, counters) and errors.
+ * The Write Command and notification paths stay in this file on purpose: they run per PDU at
+ * link speed, and here they cost no call through another object.
  *
  * Rules applied here (Core 5.4 Vol 3 Part F):
- * - 3.3 A request we do not support: ATT_ERROR_RSP Request Not Supported (0x06), handle 0x0000.
- *   An unknown opcode with the Command Flag (bit 6) set is a command we do not support: ignored.
- *   A request of the wrong length or shape: Invalid PDU (0x04), handle 0x0000. A malformed
- *   command is ignored (commands never get a response, 3.4.5.3).
+ * - 3.3 Undecodable PDUs get the answer undecodable.ts decides (Request Not Supported or Invalid
+ *   PDU with handle 0x0000 for a request; nothing for a command); it is sent here, in order.
  * - 3.3.2 A client sends no other request until it has our response. The spec gives the server no
  *   rule for a client that breaks this; answering would pair our response with the wrong request
  *   in the client's view, so a second request while one is being answered is dropped (no
  *   response) and logged at warn level. Commands and confirmations are accepted at any time.
- * - 3.3.2 One indication outstanding; further ones queue (FIFO, O(1)) until the confirmation.
+ * - 3.3.2 One indication outstanding; further ones queue until the confirmation (indications.ts).
  * - 3.3.3 A transaction (our indication, or our request as a client) not completed within 30 s
  *   fails; the bearer is then closed for good: nothing more is sent or processed until a new
  *   connection brings a new bearer. 'timeout' and 'closed' are emitted so the composition root can
@@ -29,19 +36,20 @@
  */
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { Fifo } from './fifo.js';
 import { allocFixedChannelPdu } from '../l2cap/connection.js';
+import { AttClientRequests } from './client-requests.js';
+import { AttIndications } from './indications.js';
+import { undecodableAnswer, type AttDecodeError } from './undecodable.js';
 import {
   AttErrorCode,
   AttOpcode,
-  attPduSpecOf,
   decodeAttPdu,
   encodeAttPdu,
   encodeErrorResponse,
   formatAttPdu,
-  isCommandOpcode,
   type AttCommand,
   type AttRequest,
   type AttResponse,
@@ -53,65 +61,15 @@ import {
   ATT_TRANSACTION_TIMEOUT_MS,
   AttBearerError,
   type AttBearerCloseReason,
+  type AttBearerEvents,
+  type AttBearerOptions,
+  type AttBearerStats,
   type AttLower,
+  type AttRequestHandler,
 } from './types.js';
 
-/** The server side: answers requests and carries out commands. */
-export interface AttRequestHandler {
-  /**
-   * Answers one well-formed request (never Exchange MTU, which the bearer answers) with the
-   * encoded response: the success PDU or an ATT_ERROR_RSP. May be asynchronous; the bearer
-   * processes requests and commands strictly in arrival order.
-   * @param raw the PDU as received (a view; do not keep).
-   */
-  handleRequest(req: AttRequest, raw: Uint8Array): Uint8Array | Promise<Uint8Array>;
-  /** Carries out one well-formed command; errors are swallowed (commands have no response). */
-  handleCommand(cmd: AttCommand, raw: Uint8Array): void | Promise<void>;
-  /** Called after the confirmation of our indication arrived. */
-  onConfirmation?(handle: number): void;
-}
-
-export interface AttBearerOptions {
-  lower: AttLower;
-  clock: Clock;
-  log?: Logger;
-  /** Our receive MTU offered in Exchange MTU, 23..517 (default 517). */
-  mtu?: number;
-  /** Transaction timeout, default 30 s (Core 5.4 Vol 3 Part F 3.3.3). Tests may shorten it. */
-  transactionTimeoutMs?: number;
-  /** Notifications handed to `lower.send` but not yet taken by the controller before notify() rejects with 'queue-full'. Default 256. */
-  notifyQueueLimit?: number;
-}
-
-export type AttBearerEvents = {
-  /** ATT_MTU changed (after an MTU exchange). */
-  mtuChanged: [mtu: number];
-  /** A transaction timed out; 'closed' follows. */
-  timeout: [transaction: 'indication' | 'request'];
-  /** The bearer stopped: no PDU will be sent or processed any more. */
-  closed: [reason: AttBearerCloseReason];
-  /** Notifications in flight changed (only emitted when someone listens). */
-  notifyQueueDepth: [depth: number];
-  /** No notification is in flight any more. */
-  drain: [];
-  /** A notification from the peer's server (for a GATT client). */
-  peerNotification: [handle: number, value: Uint8Array];
-  /** An indication from the peer's server; the bearer has already confirmed it. */
-  peerIndication: [handle: number, value: Uint8Array];
-};
-
-interface PendingIndication {
-  readonly handle: number;
-  readonly value: Uint8Array;
-  resolve(): void;
-  reject(err: Error): void;
-}
-
-interface PendingRequest {
-  readonly pdu: AttRequest;
-  resolve(rsp: AttResponse): void;
-  reject(err: Error): void;
-}
+// The bearer's contract (handler, options, events, counters) is in types.ts; exported here too.
+export type { AttBearerEvents, AttBearerOptions, AttBearerStats, AttRequestHandler } from './types.js';
 
 /** Incoming work in arrival order: a PDU for the handler, or an error response decided on arrival. */
 type WorkItem =
@@ -124,17 +82,6 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
 
 /** PDUs received or notified between two reads of the logger's level (see {@link AttBearer.refreshLogLevel}). */
 const LOG_LEVEL_REFRESH_INTERVAL = 64;
-
-/** Counters for diagnostics. */
-export interface AttBearerStats {
-  requests: number;
-  commands: number;
-  droppedRequests: number;
-  invalidPdus: number;
-  unknownOpcodes: number;
-  notificationsSent: number;
-  indicationsSent: number;
-}
 
 export class AttBearer extends TypedEmitter<AttBearerEvents> {
   private readonly lower: AttLower;
@@ -154,10 +101,9 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
   private busy = false;
   private readonly backlog = new Fifo<WorkItem>();
 
-  // Outgoing indications.
-  private indicationInFlight: PendingIndication | undefined;
-  private indicationTimer: TimerHandle | undefined;
-  private readonly indicationQueue = new Fifo<PendingIndication>();
+  // Outgoing indications, and our requests as a client: their own parts (see the header).
+  private readonly indications: AttIndications;
+  private readonly client: AttClientRequests;
 
   // Outgoing notifications.
   private notifyDepth = 0;
@@ -170,11 +116,6 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
   /** Whether debug logging is on, read from the logger now and then rather than per PDU. */
   private debug = false;
   private pdusSinceLevelRead = 0;
-
-  // Our requests as a client.
-  private requestInFlight: PendingRequest | undefined;
-  private requestTimer: TimerHandle | undefined;
-  private readonly requestQueue = new Fifo<PendingRequest>();
 
   readonly stats: AttBearerStats = {
     requests: 0,
@@ -198,6 +139,17 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     this.serverMtu = mtu;
     this.timeoutMs = opts.transactionTimeoutMs ?? ATT_TRANSACTION_TIMEOUT_MS;
     this.notifyLimit = opts.notifyQueueLimit ?? 256;
+    const send = (pdu: Uint8Array): void => this.sendRaw(pdu);
+    const timedOut = (transaction: 'indication' | 'request'): void => this.onTransactionTimeout(transaction);
+    this.indications = new AttIndications(
+      { send, timedOut, confirmed: (handle) => this.onConfirmed(handle), maxValue: () => this.maxNotificationValue },
+      this.lower,
+      this.clock,
+      this.log,
+      this.timeoutMs,
+      this.stats,
+    );
+    this.client = new AttClientRequests({ send, timedOut, exchangedMtu: (mtu) => this.onExchangeMtuResponse(mtu) }, this.lower, this.clock, this.log, this.timeoutMs);
     this.refreshLogLevel();
   }
 
@@ -239,7 +191,7 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
 
   /** Indications not yet confirmed (the one in flight plus the queued ones). */
   get indicationQueueDepth(): number {
-    return (this.indicationInFlight ? 1 : 0) + this.indicationQueue.length;
+    return this.indications.depth;
   }
 
   // ---------------------------------------------------------------- input
@@ -282,10 +234,10 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
         this.submit({ kind: 'pdu', pdu: pdu as AttCommand, raw: bytes });
         return;
       case 'confirmation':
-        this.onConfirmation();
+        this.indications.onConfirmation();
         return;
       case 'response':
-        this.onResponse(pdu as AttResponse);
+        this.client.onResponse(pdu as AttResponse);
         return;
       case 'notification':
         if (pdu.type === 'handleValueNotification') {
@@ -304,36 +256,35 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     }
   }
 
-  private onUndecodable(bytes: Uint8Array, opcode: number, error: 'empty' | 'unknown' | 'invalid', reason: string): void {
-    if (error === 'empty') {
-      this.stats.invalidPdus++;
-      this.log.warn({ peer: this.lower.peer.address }, 'empty ATT PDU dropped');
-      return;
-    }
-    if (error === 'unknown') {
-      this.stats.unknownOpcodes++;
-      if (isCommandOpcode(opcode)) {
-        // Core 5.4 Vol 3 Part F 3.3: a command we do not support is ignored.
+  private onUndecodable(bytes: Uint8Array, opcode: number, error: AttDecodeError, reason: string): void {
+    switch (undecodableAnswer(opcode, error)) {
+      case 'drop-empty':
+        this.stats.invalidPdus++;
+        this.log.warn({ peer: this.lower.peer.address }, 'empty ATT PDU dropped');
+        return;
+      case 'ignore-command':
+        this.stats.unknownOpcodes++;
         this.log.debug({ opcode, peer: this.lower.peer.address }, 'unsupported ATT command ignored');
         return;
-      }
-      // Core 5.4 Vol 3 Part F 3.3: a request we do not support -> Request Not Supported, handle 0x0000.
-      this.log.debug({ opcode, peer: this.lower.peer.address }, 'unsupported ATT request: Request Not Supported');
-      this.answerOutOfBand(opcode, AttErrorCode.requestNotSupported);
-      return;
-    }
-    this.stats.invalidPdus++;
-    const kind = decodeKind(opcode);
-    if (kind === 'request') {
-      // Core 5.4 Vol 3 Part F 3.3: an invalid request -> Invalid PDU, handle 0x0000.
-      this.log.info({ opcode, reason, peer: this.lower.peer.address, length: bytes.length }, 'invalid ATT request: Invalid PDU');
-      this.answerOutOfBand(opcode, AttErrorCode.invalidPdu);
-    } else if (kind === 'indication') {
-      // The peer waits for a confirmation even for an indication we cannot use (Core 5.4 Vol 3 Part F 3.4.7.2).
-      this.log.info({ opcode, reason }, 'malformed ATT indication confirmed and dropped');
-      this.sendRaw(encodeAttPdu({ type: 'handleValueConfirmation' }));
-    } else {
-      this.log.info({ opcode, reason, peer: this.lower.peer.address }, 'malformed ATT PDU dropped');
+      case 'request-not-supported':
+        this.stats.unknownOpcodes++;
+        this.log.debug({ opcode, peer: this.lower.peer.address }, 'unsupported ATT request: Request Not Supported');
+        this.answerOutOfBand(opcode, AttErrorCode.requestNotSupported);
+        return;
+      case 'invalid-pdu':
+        this.stats.invalidPdus++;
+        this.log.info({ opcode, reason, peer: this.lower.peer.address, length: bytes.length }, 'invalid ATT request: Invalid PDU');
+        this.answerOutOfBand(opcode, AttErrorCode.invalidPdu);
+        return;
+      case 'confirm-indication':
+        this.stats.invalidPdus++;
+        this.log.info({ opcode, reason }, 'malformed ATT indication confirmed and dropped');
+        this.sendRaw(encodeAttPdu({ type: 'handleValueConfirmation' }));
+        return;
+      case 'drop-malformed':
+        this.stats.invalidPdus++;
+        this.log.info({ opcode, reason, peer: this.lower.peer.address }, 'malformed ATT PDU dropped');
+        return;
     }
   }
 
@@ -488,6 +439,13 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
     }
   }
 
+  /** The peer's Server Rx MTU in its Exchange MTU Response to our request (client side). */
+  private onExchangeMtuResponse(serverRxMtu: number): void {
+    if (this.mtuExchanged) return;
+    this.mtuExchanged = true;
+    this.applyMtu(serverRxMtu);
+  }
+
   private sendResponse(rsp: Uint8Array): void {
     this.responsePending = false;
     if (this.closedReason) return;
@@ -519,43 +477,16 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
    */
   indicate(handle: number, value: Uint8Array): Promise<void> {
     if (this.closedReason) return Promise.reject(this.closedError());
-    return new Promise<void>((resolve, reject) => {
-      const entry: PendingIndication = { handle, value: value.slice(), resolve, reject };
-      if (this.indicationInFlight) this.indicationQueue.push(entry);
-      else this.sendIndication(entry);
-    });
+    return this.indications.indicate(handle, value);
   }
 
-  private sendIndication(entry: PendingIndication): void {
-    this.indicationInFlight = entry;
-    const len = Math.min(entry.value.length, this.maxNotificationValue);
-    const pdu = allocFixedChannelPdu(3 + len);
-    pdu[0] = AttOpcode.handleValueIndication;
-    pdu[1] = entry.handle & 0xff;
-    pdu[2] = entry.handle >> 8;
-    pdu.set(entry.value.subarray(0, len), 3);
-    this.stats.indicationsSent++;
-    this.indicationTimer = this.clock.setTimeout(() => this.onTransactionTimeout('indication'), this.timeoutMs);
-    this.sendRaw(pdu);
-  }
-
-  private onConfirmation(): void {
-    const entry = this.indicationInFlight;
-    if (!entry) {
-      this.log.warn({ peer: this.lower.peer.address }, 'ATT_HANDLE_VALUE_CFM without an indication outstanding dropped');
-      return;
-    }
-    this.clock.clearTimeout(this.indicationTimer);
-    this.indicationTimer = undefined;
-    this.indicationInFlight = undefined;
+  /** The confirmation of our indication arrived: the handler's hook runs before indicate() resolves. */
+  private onConfirmed(handle: number): void {
     try {
-      this.handler?.onConfirmation?.(entry.handle);
+      this.handler?.onConfirmation?.(handle);
     } catch (err) {
       this.log.error({ err }, 'confirmation hook failed');
     }
-    entry.resolve();
-    const next = this.indicationQueue.shift();
-    if (next && !this.closedReason) this.sendIndication(next);
   }
 
   // ---------------------------------------------------------------- notifications
@@ -603,44 +534,13 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
    */
   request(pdu: AttRequest): Promise<AttResponse> {
     if (this.closedReason) return Promise.reject(this.closedError());
-    return new Promise<AttResponse>((resolve, reject) => {
-      const entry: PendingRequest = { pdu, resolve, reject };
-      if (this.requestInFlight) this.requestQueue.push(entry);
-      else this.sendRequest(entry);
-    });
+    return this.client.request(pdu);
   }
 
   /** Sends a command (Write Command, Signed Write Command) as a client. */
   command(pdu: AttCommand): Promise<void> {
     if (this.closedReason) return Promise.reject(this.closedError());
     return this.lower.send(encodeAttPdu(pdu));
-  }
-
-  private sendRequest(entry: PendingRequest): void {
-    this.requestInFlight = entry;
-    this.requestTimer = this.clock.setTimeout(() => this.onTransactionTimeout('request'), this.timeoutMs);
-    this.sendRaw(encodeAttPdu(entry.pdu));
-  }
-
-  private onResponse(rsp: AttResponse): void {
-    const entry = this.requestInFlight;
-    const expected = entry ? attPduSpecOf(entry.pdu.type).opcode : -1;
-    const matches =
-      entry !== undefined && (rsp.type === 'errorResponse' ? rsp.requestOpcode === expected : attPduSpecOf(rsp.type).opcode === expected + 1);
-    if (!entry || !matches) {
-      this.log.warn({ response: rsp.type, peer: this.lower.peer.address }, 'unexpected ATT response dropped');
-      return;
-    }
-    this.clock.clearTimeout(this.requestTimer);
-    this.requestTimer = undefined;
-    this.requestInFlight = undefined;
-    if (rsp.type === 'exchangeMtuResponse' && !this.mtuExchanged) {
-      this.mtuExchanged = true;
-      this.applyMtu(rsp.serverRxMtu);
-    }
-    entry.resolve(rsp);
-    const next = this.requestQueue.shift();
-    if (next && !this.closedReason) this.sendRequest(next);
   }
 
   // ---------------------------------------------------------------- closing
@@ -669,41 +569,10 @@ export class AttBearer extends TypedEmitter<AttBearerEvents> {
   private close(reason: AttBearerCloseReason): void {
     if (this.closedReason) return;
     this.closedReason = reason;
-    this.clock.clearTimeout(this.indicationTimer);
-    this.clock.clearTimeout(this.requestTimer);
-    this.indicationTimer = undefined;
-    this.requestTimer = undefined;
     const err = this.closedError();
-    const inds = this.indicationInFlight ? [this.indicationInFlight, ...this.indicationQueue.drain()] : this.indicationQueue.drain();
-    this.indicationInFlight = undefined;
-    for (const i of inds) i.reject(err);
-    const reqs = this.requestInFlight ? [this.requestInFlight, ...this.requestQueue.drain()] : this.requestQueue.drain();
-    this.requestInFlight = undefined;
-    for (const r of reqs) r.reject(err);
+    this.indications.close(err);
+    this.client.close(err);
     this.backlog.drain();
     this.emit('closed', reason);
-  }
-}
-
-/** PDU kind from the opcode's table row, or from the Command Flag for unknown opcodes. */
-function decodeKind(opcode: number): 'request' | 'command' | 'indication' | 'other' {
-  switch (opcode) {
-    case AttOpcode.exchangeMtuRequest:
-    case AttOpcode.findInformationRequest:
-    case AttOpcode.findByTypeValueRequest:
-    case AttOpcode.readByTypeRequest:
-    case AttOpcode.readRequest:
-    case AttOpcode.readBlobRequest:
-    case AttOpcode.readMultipleRequest:
-    case AttOpcode.readByGroupTypeRequest:
-    case AttOpcode.writeRequest:
-    case AttOpcode.prepareWriteRequest:
-    case AttOpcode.executeWriteRequest:
-    case AttOpcode.readMultipleVariableRequest:
-      return 'request';
-    case AttOpcode.handleValueIndication:
-      return 'indication';
-    default:
-      return isCommandOpcode(opcode) ? 'command' : 'other';
   }
 }
