@@ -574,7 +574,6 @@ export class VirtualController {
     this.defaultPhy = { allPhys: 0x03, txPhys: 0x03, rxPhys: 0x03 };
   }
 
-
   /**
    * LE Connection Complete, or LE Enhanced Connection Complete when the host unmasked it
    * (Core 5.4 Vol 4 Part E 7.7.65.10: then only the enhanced one is sent). @internal
