@@ -2,10 +2,11 @@
  * A virtual nRF5340 network core running Zephyr's `hci_uart` sample with the SoftDevice
  * Controller, seen from its UART: H:4 in, H:4 out. It is a product, not a mock: the same host
  * code runs against it and against a DK, so it answers the way the real one does, including its
- * refusals. The radio side lives in {@link VirtualAir}; this class is the HCI front end: H:4
- * framing, command dispatch, events and their masks, ACL buffers and credits, the link table, and
- * the fault hooks (power-off, hang, resume, silent reboot). The command handlers live in
- * src/sim/controller/, one module per area; the options and LE state types in controller/params.ts.
+ * refusals. The radio side lives in {@link VirtualAir}; this class is the HCI front end: command
+ * dispatch, events and their masks, ACL buffers and credits, the link table, and the fault hooks
+ * (power-off, hang, resume, silent reboot). In src/sim/controller/: the UART with its H:4
+ * framer (uart.ts), the command handlers (one module per area), the options and LE state types
+ * (params.ts).
  *
  * Behaviour worth knowing (and where it comes from):
  * - Silent until spoken to: nothing is sent after attach (no start-up event; hci_uart without
@@ -29,7 +30,7 @@
 import { Commands, commandNameOf, decodeCommand, encodeReturn, formatOpcode, type CommandName, type CommandReturn } from '../hci/commands.js';
 import { encodeEvent, Events, type EventName, type EventParams } from '../hci/events.js';
 import { decodeAcl, AclBoundary } from '../hci/acl.js';
-import { H4Framer, H4Type, encodeH4, type H4FramerError } from '../hci/h4.js';
+import { H4Type, encodeH4, type H4FramerError } from '../hci/h4.js';
 import { HciStatus } from '../hci/status.js';
 import type { Codec } from '../hci/codec.js';
 import type { Transport } from '../hci/transport.js';
@@ -45,12 +46,13 @@ import { infoHandlers } from './controller/info-commands.js';
 import { leHandlers } from './controller/le-commands.js';
 import { linkHandlers } from './controller/link-commands.js';
 import { vendorHandlers } from './controller/vendor-commands.js';
+import { ControllerUart } from './controller/uart.js';
 import {
   ZERO_ADDRESS,
   controllerIdentity,
   defaultAdvertising,
-  firmwareWithOverrides,
   defaultScan,
+  firmwareWithOverrides,
   type AdvertisingParams,
   type CreateConnectionParams,
   type ScanParams,
@@ -58,15 +60,8 @@ import {
   type VirtualControllerStats,
 } from './controller/params.js';
 
-export {
-  AdvType,
-  connectionParamsValid,
-  type AdvertisingParams,
-  type CreateConnectionParams,
-  type ScanParams,
-  type VirtualControllerOptions,
-  type VirtualControllerStats,
-} from './controller/params.js';
+export { AdvType, connectionParamsValid } from './controller/params.js';
+export type { AdvertisingParams, CreateConnectionParams, ScanParams, VirtualControllerOptions, VirtualControllerStats };
 
 /** Key material stays out of logs: LTKs, LE Encrypt keys, IRKs. */
 const SECRET_FIELDS: ReadonlySet<string> = new Set(['ltk', 'key', 'peerIrk', 'localIrk']);
@@ -119,13 +114,8 @@ export class VirtualController {
   private readonly handlers: HandlerTable;
   /** Commands the firmware answers (the rest get Unknown HCI Command). */
   private readonly answered: ReadonlySet<CommandName>;
-  private transport: Transport | undefined;
-  private framer: H4Framer | undefined;
-  private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
-  private readonly onClose = (): void => this.detachTransport();
+  private readonly uart: ControllerUart;
   private powered = true;
-  /** {@link hang}: input swallowed, nothing sent. */
-  private hung = false;
   /** Options.publicAddress given: Zephyr Read Static Addresses reports none. */
   private noStaticAddress = false;
 
@@ -166,6 +156,11 @@ export class VirtualController {
     this.name = opts.name ?? 'ctrl';
     this.seed = opts.seed ?? toHex(air.random.bytes(16));
     this.log = (opts.log ?? air.log ?? silentLogger()).child({ controller: this.name });
+    this.uart = new ControllerUart(this.log, {
+      onPacket: (p) => this.onPacket(p),
+      onFramingError: (e) => this.onFramingError(e),
+      onInputError: (err) => this.internalError(err, 'H:4 input'),
+    });
     this.random = opts.random ?? air.random;
     this.firmware = firmwareWithOverrides(firmwareProfile(opts.firmware ?? air.options.firmware), opts);
     const fw = this.firmware;
@@ -202,7 +197,7 @@ export class VirtualController {
 
   /** The transport currently attached, if any. */
   get attachedTransport(): Transport | undefined {
-    return this.transport;
+    return this.uart.transport;
   }
 
   get isPowered(): boolean {
@@ -257,29 +252,12 @@ export class VirtualController {
    */
   attach(transport: Transport): void {
     if (!this.powered) throw new Error(`${this.description} is powered off`);
-    this.detachTransport();
-    this.transport = transport;
-    this.framer = new H4Framer({
-      direction: 'controller',
-      // hci_uart without CONFIG_BT_ISO takes commands and ACL only; any other type byte is skipped.
-      accept: [H4Type.Command, H4Type.Acl],
-      onPacket: (p) => this.onPacket(p),
-      onError: (e) => this.onFramingError(e),
-    });
-    transport.on('data', this.onData);
-    transport.on('close', this.onClose);
-    this.log.debug({ transport: transport.description }, 'host attached');
+    this.uart.attach(transport);
   }
 
   /** Stops listening to the current transport (the controller keeps running on the air). */
   detachTransport(): void {
-    const t = this.transport;
-    if (!t) return;
-    t.off('data', this.onData);
-    t.off('close', this.onClose);
-    this.transport = undefined;
-    this.framer = undefined;
-    this.log.debug({ transport: t.description }, 'host detached');
+    this.uart.detach();
   }
 
   /**
@@ -299,7 +277,7 @@ export class VirtualController {
    * until {@link rebootSilently} (the RESET button, the controller's own watchdog) or {@link resume}.
    */
   hang(): void {
-    this.hung = true;
+    this.uart.hung = true;
     this.air.controllerReset(this);
     this.advertisingEnabled = false;
     this.scanEnabled = false;
@@ -308,7 +286,7 @@ export class VirtualController {
 
   /** A hang ends by itself: the firmware answers again with its state as it was (its links lost). */
   resume(): void {
-    this.hung = false;
+    this.uart.hung = false;
   }
 
   /**
@@ -319,22 +297,11 @@ export class VirtualController {
    * once up, Zephyr samples/bluetooth/hci_uart/src/main.c).
    */
   rebootSilently(opts: { announce?: boolean } = {}): void {
-    this.hung = false;
+    this.uart.hung = false;
     this.reset();
-    const t = this.transport;
+    const t = this.uart.transport;
     if (t) this.attach(t);
     if (opts.announce) this.emit('CommandComplete', { numHciCommandPackets: 1, opcode: 0x0000, returnParameters: new Uint8Array(0) });
-  }
-
-  private receive(chunk: Uint8Array): void {
-    if (this.hung) return;
-    const f = this.framer;
-    if (!f) return;
-    try {
-      f.push(chunk);
-    } catch (err) {
-      this.internalError(err, 'H:4 input');
-    }
   }
 
   private onFramingError(e: H4FramerError): void {
@@ -361,13 +328,6 @@ export class VirtualController {
 
   // ------------------------------------------------------------------ output
 
-  private write(bytes: Uint8Array): void {
-    if (this.hung) return;
-    const t = this.transport;
-    if (!t || !t.isOpen) return;
-    t.write(bytes).catch((err: unknown) => this.log.debug({ err }, 'write to host failed'));
-  }
-
   /** Sends an event if the host's event masks let it through. @internal */
   emit<N extends EventName>(name: N, params: EventParams<N>): void {
     const subevent = (Events[name] as { subevent?: number }).subevent;
@@ -377,7 +337,7 @@ export class VirtualController {
     }
     this.stats.events++;
     if (this.log.isLevelEnabled('debug') && name !== 'CommandComplete') this.log.debug({ event: name, params }, 'event');
-    this.write(encodeH4(H4Type.Event, encodeEvent(name, params)));
+    this.uart.write(encodeH4(H4Type.Event, encodeEvent(name, params)));
   }
 
   /** Whether the host would receive `name` (used where the LL acts differently when it is masked). @internal */
@@ -418,7 +378,7 @@ export class VirtualController {
     out[4] = n >> 8;
     out.set(data, 5);
     this.stats.aclOut++;
-    this.write(out);
+    this.uart.write(out);
   }
 
   /** Packets acknowledged on `handle`: frees their buffers and reports them. @internal */

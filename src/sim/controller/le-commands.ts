@@ -17,6 +17,11 @@ function filterListInUse(c: VirtualController): boolean {
   );
 }
 
+/** Advertising, scanning or initiating: the own address and the resolving list's use are fixed then (Core 5.4 Vol 4 Part E 7.8.4, 7.8.44). */
+function onAir(c: VirtualController): boolean {
+  return c.advertisingEnabled || c.scanEnabled || c.initiating !== undefined;
+}
+
 export function leHandlers(cx: CommandContext): HandlerTable {
   const c = cx.ctrl;
   const ok = HciStatus.Success;
@@ -25,7 +30,7 @@ export function leHandlers(cx: CommandContext): HandlerTable {
     LeSetRandomAddress: (p) => {
       // Command Disallowed while advertising, scanning or initiating (Core 5.4 Vol 4 Part E 7.8.4;
       // Zephyr ll_addr_set refuses while advertising, active scanning or initiating).
-      if (c.advertisingEnabled || c.scanEnabled || c.initiating) {
+      if (onAir(c)) {
         return cx.complete('LeSetRandomAddress', HciStatus.CommandDisallowed, {});
       }
       c.randomAddress = p.address;
@@ -173,7 +178,7 @@ export function leHandlers(cx: CommandContext): HandlerTable {
     },
     // Resolving list (LL privacy)
     LeAddDeviceToResolvingList: (p) => {
-      if (c.addressResolution && (c.advertisingEnabled || c.scanEnabled || c.initiating)) {
+      if (c.addressResolution && onAir(c)) {
         return cx.complete('LeAddDeviceToResolvingList', HciStatus.CommandDisallowed, {});
       }
       const key = `${p.peerIdentityAddressType & 1}/${p.peerIdentityAddress}`;
@@ -195,7 +200,7 @@ export function leHandlers(cx: CommandContext): HandlerTable {
     },
     LeReadResolvingListSize: () => cx.complete('LeReadResolvingListSize', ok, { size: cx.rlSize }),
     LeSetAddressResolutionEnable: (p) => {
-      if (c.advertisingEnabled || c.scanEnabled || c.initiating) {
+      if (onAir(c)) {
         return cx.complete('LeSetAddressResolutionEnable', HciStatus.CommandDisallowed, {});
       }
       c.addressResolution = p.enable;
