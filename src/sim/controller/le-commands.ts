@@ -30,9 +30,7 @@ export function leHandlers(cx: CommandContext): HandlerTable {
     LeSetRandomAddress: (p) => {
       // Command Disallowed while advertising, scanning or initiating (Core 5.4 Vol 4 Part E 7.8.4;
       // Zephyr ll_addr_set refuses while advertising, active scanning or initiating).
-      if (onAir(c)) {
-        return cx.complete('LeSetRandomAddress', HciStatus.CommandDisallowed, {});
-      }
+      if (onAir(c)) return cx.complete('LeSetRandomAddress', HciStatus.CommandDisallowed, {});
       c.randomAddress = p.address;
       cx.complete('LeSetRandomAddress', ok, {});
     },
@@ -200,9 +198,7 @@ export function leHandlers(cx: CommandContext): HandlerTable {
     },
     LeReadResolvingListSize: () => cx.complete('LeReadResolvingListSize', ok, { size: cx.rlSize }),
     LeSetAddressResolutionEnable: (p) => {
-      if (onAir(c)) {
-        return cx.complete('LeSetAddressResolutionEnable', HciStatus.CommandDisallowed, {});
-      }
+      if (onAir(c)) return cx.complete('LeSetAddressResolutionEnable', HciStatus.CommandDisallowed, {});
       c.addressResolution = p.enable;
       cx.complete('LeSetAddressResolutionEnable', ok, {});
     },
