@@ -2,7 +2,11 @@
  * A virtual nRF5340 network core running Zephyr's `hci_uart` sample with the SoftDevice
  * Controller, seen from its UART: H:4 in, H:4 out. It is a product, not a mock: the same host
  * code runs against it and against a DK, so it answers the way the real one does, including its
- * refusals. The radio side lives in {@link VirtualAir}; this class is the HCI front end.
+ * refusals. The radio side lives in {@link VirtualAir}; this class is the HCI front end: command
+ * dispatch, events and their masks, ACL buffers and credits, the link table, and the fault hooks
+ * (power-off, hang, resume, silent reboot). In src/sim/controller/: the UART with its H:4
+ * framer (uart.ts), the command handlers (one module per area), the options and LE state types
+ * (params.ts).
  *
  * Behaviour worth knowing (and where it comes from):
  * - Silent until spoken to: nothing is sent after attach (no start-up event; hci_uart without
@@ -23,161 +27,41 @@
  *   the host recovers by sending zeros (skipped) and HCI Reset.
  * - Nothing a host sends can throw out of this class: handler bugs are caught and logged.
  */
-import { createHash } from 'node:crypto';
-import { ecb } from '@noble/ciphers/aes.js';
-import {
-  Commands,
-  commandNameOf,
-  decodeCommand,
-  encodeReturn,
-  formatOpcode,
-  type CommandName,
-  type CommandParams,
-  type CommandReturn,
-} from '../hci/commands.js';
+import { Commands, commandNameOf, decodeCommand, encodeReturn, formatOpcode, type CommandName, type CommandReturn } from '../hci/commands.js';
 import { encodeEvent, Events, type EventName, type EventParams } from '../hci/events.js';
 import { decodeAcl, AclBoundary } from '../hci/acl.js';
-import { H4Framer, H4Type, encodeH4, type H4FramerError } from '../hci/h4.js';
+import { H4Type, encodeH4, type H4FramerError } from '../hci/h4.js';
 import { HciStatus } from '../hci/status.js';
 import type { Codec } from '../hci/codec.js';
 import type { Transport } from '../hci/transport.js';
-import { reversed, toHex } from '../util/bytes.js';
-import { addressFromWire } from '../util/address.js';
+import { toHex } from '../util/bytes.js';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import type { RandomSource } from '../util/random.js';
-import {
-  COMMAND_BITS,
-  DEFAULT_EVENT_MASK,
-  DEFAULT_LE_EVENT_MASK,
-  LMP_FEATURES,
-  LeFeature,
-  SUPPORTED_STATES,
-  VENDOR_COMMAND_BITS,
-  bitmapOf,
-  eventAllowed,
-} from './capabilities.js';
-import { PRIVACY_COMMANDS, firmwareProfile, type FirmwareName, type FirmwareProfile } from './firmware.js';
+import { COMMAND_BITS, DEFAULT_EVENT_MASK, DEFAULT_LE_EVENT_MASK, LeFeature, VENDOR_COMMAND_BITS, bitmapOf, eventAllowed } from './capabilities.js';
+import { PRIVACY_COMMANDS, firmwareProfile, type FirmwareProfile } from './firmware.js';
 import type { AirConnection, LinkEnd, VirtualAir } from './air.js';
+import type { CommandContext, HandlerTable } from './controller/context.js';
+import { infoHandlers } from './controller/info-commands.js';
+import { leHandlers } from './controller/le-commands.js';
+import { linkHandlers } from './controller/link-commands.js';
+import { vendorHandlers } from './controller/vendor-commands.js';
+import { ControllerUart } from './controller/uart.js';
+import {
+  ZERO_ADDRESS,
+  controllerIdentity,
+  defaultAdvertising,
+  defaultScan,
+  firmwareWithOverrides,
+  type AdvertisingParams,
+  type CreateConnectionParams,
+  type ScanParams,
+  type VirtualControllerOptions,
+  type VirtualControllerStats,
+} from './controller/params.js';
 
-export interface VirtualControllerOptions {
-  /** Shown in logs and descriptions: `ctrl0`. */
-  name?: string;
-  /**
-   * Identity seed: the static random address, its identity root and the IR/ER key roots derive
-   * from it, so they survive HCI Reset and are the same on every run with the same seed.
-   */
-  seed?: string;
-  /** Source of LE Rand output. Default: derived from the air's random source. */
-  random?: RandomSource;
-  log?: Logger;
-  /**
-   * The firmware the DK runs (src/sim/firmware.ts): `ncs` (the nRF Connect SDK's SoftDevice
-   * Controller with firmware/hci_uart.conf, the default) or `zephyr` (upstream Zephyr's link
-   * layer), or a profile object. The options below override single values of the profile.
-   */
-  firmware?: FirmwareName | FirmwareProfile;
-  /** Number of ACL buffers (LE Read Buffer Size Total_Num_LE_ACL_Data_Packets). Default: the profile's. */
-  aclBuffers?: number;
-  /** Largest ACL data length accepted from the host. Default: the profile's. */
-  aclBufferSize?: number;
-  /** Largest LL data PDU payload (CONFIG_BT_CTLR_DATA_LENGTH_MAX). Default: the profile's. */
-  maxDataLength?: number;
-  /** LL privacy (CONFIG_BT_CTLR_PRIVACY=y): feature bit and resolving-list commands. Default: the profile's. */
-  llPrivacy?: boolean;
-  filterAcceptListSize?: number;
-  resolvingListSize?: number;
-  /** Simultaneous connections. Default 4. */
-  maxConnections?: number;
-  hciSubversion?: number;
-  lmpSubversion?: number;
-  /**
-   * A public address (BD_ADDR) programmed into the controller, and no static random address: Zephyr
-   * Read Static Addresses returns none, so the host's identity address is this public one. Default:
-   * no public address, a static address derived from the seed (the DK as shipped).
-   */
-  publicAddress?: string;
-}
-
-/** Advertising parameters as set by LE Set Advertising Parameters. Core 5.4 Vol 4 Part E 7.8.5. */
-export interface AdvertisingParams {
-  intervalMin: number;
-  intervalMax: number;
-  advertisingType: number;
-  ownAddressType: number;
-  peerAddressType: number;
-  peerAddress: string;
-  channelMap: number;
-  filterPolicy: number;
-}
-
-/** LE Set Advertising Parameters Advertising_Type values. Core 5.4 Vol 4 Part E 7.8.5. */
-export const AdvType = { AdvInd: 0, AdvDirectIndHigh: 1, AdvScanInd: 2, AdvNonconnInd: 3, AdvDirectIndLow: 4 } as const;
-
-export interface ScanParams {
-  scanType: number;
-  interval: number;
-  window: number;
-  ownAddressType: number;
-  filterPolicy: number;
-}
-
-export type CreateConnectionParams = CommandParams<'LeCreateConnection'>;
-
-/** Counters of what the controller refused or dropped (tests and diagnostics). */
-export interface VirtualControllerStats {
-  commands: number;
-  events: number;
-  aclIn: number;
-  aclOut: number;
-  droppedAcl: number;
-  bufferOverflows: number;
-  framingErrors: number;
-  unknownCommands: number;
-  badLengthCommands: number;
-  internalErrors: number;
-}
-
-const ZERO_ADDRESS = '00:00:00:00:00:00';
-
-/** Reasons Disconnect accepts. Core 5.4 Vol 4 Part E 7.1.6. */
-const DISCONNECT_REASONS: ReadonlySet<number> = new Set([0x05, 0x13, 0x14, 0x15, 0x1a, 0x29, 0x3b]);
-
-type Handler<N extends CommandName> = (params: CommandParams<N>, opcode: number) => void;
-type HandlerTable = { [N in CommandName]?: Handler<N> };
-
-function defaultAdvertising(): AdvertisingParams {
-  // Defaults of Core 5.4 Vol 4 Part E 7.8.5: 1.28 s, ADV_IND, public, all channels, no filter.
-  return {
-    intervalMin: 0x0800,
-    intervalMax: 0x0800,
-    advertisingType: AdvType.AdvInd,
-    ownAddressType: 0,
-    peerAddressType: 0,
-    peerAddress: ZERO_ADDRESS,
-    channelMap: 0x07,
-    filterPolicy: 0,
-  };
-}
-
-function defaultScan(): ScanParams {
-  // Defaults of Core 5.4 Vol 4 Part E 7.8.10: passive, 10 ms interval and window.
-  return { scanType: 0, interval: 0x0010, window: 0x0010, ownAddressType: 0, filterPolicy: 0 };
-}
-
-/** LE connection interval, latency and timeout limits. Core 5.4 Vol 4 Part E 7.8.12 / 7.8.18. */
-export function connectionParamsValid(p: {
-  intervalMin: number;
-  intervalMax: number;
-  latency: number;
-  timeout: number;
-}): boolean {
-  if (p.intervalMin < 0x0006 || p.intervalMax > 0x0c80 || p.intervalMin > p.intervalMax) return false;
-  if (p.latency > 0x01f3) return false;
-  if (p.timeout < 0x000a || p.timeout > 0x0c80) return false;
-  // Supervision timeout (10 ms units) must exceed (1 + latency) * interval_max * 2 (1.25 ms units).
-  return p.timeout * 10 > (1 + p.latency) * p.intervalMax * 1.25 * 2;
-}
+export { AdvType, connectionParamsValid } from './controller/params.js';
+export type { AdvertisingParams, CreateConnectionParams, ScanParams, VirtualControllerOptions, VirtualControllerStats };
 
 /** Key material stays out of logs: LTKs, LE Encrypt keys, IRKs. */
 const SECRET_FIELDS: ReadonlySet<string> = new Set(['ltk', 'key', 'peerIrk', 'localIrk']);
@@ -191,12 +75,6 @@ function redacted(params: object): object {
     }
   }
   return out ?? params;
-}
-
-function sha256(...parts: (string | Uint8Array)[]): Uint8Array {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
 }
 
 /** The virtual controller. Create through {@link VirtualAir.createController}. */
@@ -236,13 +114,8 @@ export class VirtualController {
   private readonly handlers: HandlerTable;
   /** Commands the firmware answers (the rest get Unknown HCI Command). */
   private readonly answered: ReadonlySet<CommandName>;
-  private transport: Transport | undefined;
-  private framer: H4Framer | undefined;
-  private readonly onData = (chunk: Uint8Array): void => this.receive(chunk);
-  private readonly onClose = (): void => this.detachTransport();
+  private readonly uart: ControllerUart;
   private powered = true;
-  /** {@link hang}: input swallowed, nothing sent. */
-  private hung = false;
   /** Options.publicAddress given: Zephyr Read Static Addresses reports none. */
   private noStaticAddress = false;
 
@@ -283,20 +156,13 @@ export class VirtualController {
     this.name = opts.name ?? 'ctrl';
     this.seed = opts.seed ?? toHex(air.random.bytes(16));
     this.log = (opts.log ?? air.log ?? silentLogger()).child({ controller: this.name });
+    this.uart = new ControllerUart(this.log, {
+      onPacket: (p) => this.onPacket(p),
+      onFramingError: (e) => this.onFramingError(e),
+      onInputError: (err) => this.internalError(err, 'H:4 input'),
+    });
     this.random = opts.random ?? air.random;
-    const base = firmwareProfile(opts.firmware ?? air.options.firmware);
-    this.firmware = {
-      ...base,
-      ...(opts.aclBuffers !== undefined ? { aclBuffers: opts.aclBuffers } : {}),
-      ...(opts.aclBufferSize !== undefined ? { aclBufferSize: opts.aclBufferSize } : {}),
-      ...(opts.maxDataLength !== undefined ? { maxDataLength: opts.maxDataLength } : {}),
-      ...(opts.llPrivacy !== undefined ? { llPrivacy: opts.llPrivacy } : {}),
-      version: {
-        ...base.version,
-        ...(opts.hciSubversion !== undefined ? { hciSubversion: opts.hciSubversion } : {}),
-        ...(opts.lmpSubversion !== undefined ? { lmpSubversion: opts.lmpSubversion } : {}),
-      },
-    };
+    this.firmware = firmwareWithOverrides(firmwareProfile(opts.firmware ?? air.options.firmware), opts);
     const fw = this.firmware;
     this.aclBuffers = fw.aclBuffers;
     this.aclBufferSize = fw.aclBufferSize;
@@ -307,13 +173,11 @@ export class VirtualController {
     this.hciSubversion = fw.version.hciSubversion;
     this.lmpSubversion = fw.version.lmpSubversion;
     this.publicAddress = fw.publicAddress;
-    // Identity material, stable across resets: static address (two top bits 0b11), roots.
-    const a = sha256('wearable-host sim static address', this.seed).subarray(0, 6);
-    a[5] = (a[5] as number) | 0xc0;
-    this.staticAddress = addressFromWire(a);
-    this.identityRoot = sha256('wearable-host sim identity root', this.seed).slice(0, 16);
-    this.ir = sha256('wearable-host sim IR', this.seed).slice(0, 16);
-    this.er = sha256('wearable-host sim ER', this.seed).slice(0, 16);
+    const id = controllerIdentity(this.seed);
+    this.staticAddress = id.staticAddress;
+    this.identityRoot = id.identityRoot;
+    this.ir = id.ir;
+    this.er = id.er;
     if (opts.publicAddress !== undefined) {
       this.publicAddress = opts.publicAddress.toUpperCase();
       this.noStaticAddress = true;
@@ -333,7 +197,7 @@ export class VirtualController {
 
   /** The transport currently attached, if any. */
   get attachedTransport(): Transport | undefined {
-    return this.transport;
+    return this.uart.transport;
   }
 
   get isPowered(): boolean {
@@ -388,29 +252,12 @@ export class VirtualController {
    */
   attach(transport: Transport): void {
     if (!this.powered) throw new Error(`${this.description} is powered off`);
-    this.detachTransport();
-    this.transport = transport;
-    this.framer = new H4Framer({
-      direction: 'controller',
-      // hci_uart without CONFIG_BT_ISO takes commands and ACL only; any other type byte is skipped.
-      accept: [H4Type.Command, H4Type.Acl],
-      onPacket: (p) => this.onPacket(p),
-      onError: (e) => this.onFramingError(e),
-    });
-    transport.on('data', this.onData);
-    transport.on('close', this.onClose);
-    this.log.debug({ transport: transport.description }, 'host attached');
+    this.uart.attach(transport);
   }
 
   /** Stops listening to the current transport (the controller keeps running on the air). */
   detachTransport(): void {
-    const t = this.transport;
-    if (!t) return;
-    t.off('data', this.onData);
-    t.off('close', this.onClose);
-    this.transport = undefined;
-    this.framer = undefined;
-    this.log.debug({ transport: t.description }, 'host detached');
+    this.uart.detach();
   }
 
   /**
@@ -430,7 +277,7 @@ export class VirtualController {
    * until {@link rebootSilently} (the RESET button, the controller's own watchdog) or {@link resume}.
    */
   hang(): void {
-    this.hung = true;
+    this.uart.hung = true;
     this.air.controllerReset(this);
     this.advertisingEnabled = false;
     this.scanEnabled = false;
@@ -439,7 +286,7 @@ export class VirtualController {
 
   /** A hang ends by itself: the firmware answers again with its state as it was (its links lost). */
   resume(): void {
-    this.hung = false;
+    this.uart.hung = false;
   }
 
   /**
@@ -450,22 +297,11 @@ export class VirtualController {
    * once up, Zephyr samples/bluetooth/hci_uart/src/main.c).
    */
   rebootSilently(opts: { announce?: boolean } = {}): void {
-    this.hung = false;
+    this.uart.hung = false;
     this.reset();
-    const t = this.transport;
+    const t = this.uart.transport;
     if (t) this.attach(t);
     if (opts.announce) this.emit('CommandComplete', { numHciCommandPackets: 1, opcode: 0x0000, returnParameters: new Uint8Array(0) });
-  }
-
-  private receive(chunk: Uint8Array): void {
-    if (this.hung) return;
-    const f = this.framer;
-    if (!f) return;
-    try {
-      f.push(chunk);
-    } catch (err) {
-      this.internalError(err, 'H:4 input');
-    }
   }
 
   private onFramingError(e: H4FramerError): void {
@@ -492,13 +328,6 @@ export class VirtualController {
 
   // ------------------------------------------------------------------ output
 
-  private write(bytes: Uint8Array): void {
-    if (this.hung) return;
-    const t = this.transport;
-    if (!t || !t.isOpen) return;
-    t.write(bytes).catch((err: unknown) => this.log.debug({ err }, 'write to host failed'));
-  }
-
   /** Sends an event if the host's event masks let it through. @internal */
   emit<N extends EventName>(name: N, params: EventParams<N>): void {
     const subevent = (Events[name] as { subevent?: number }).subevent;
@@ -508,7 +337,7 @@ export class VirtualController {
     }
     this.stats.events++;
     if (this.log.isLevelEnabled('debug') && name !== 'CommandComplete') this.log.debug({ event: name, params }, 'event');
-    this.write(encodeH4(H4Type.Event, encodeEvent(name, params)));
+    this.uart.write(encodeH4(H4Type.Event, encodeEvent(name, params)));
   }
 
   /** Whether the host would receive `name` (used where the LL acts differently when it is masked). @internal */
@@ -549,7 +378,7 @@ export class VirtualController {
     out[4] = n >> 8;
     out.set(data, 5);
     this.stats.aclOut++;
-    this.write(out);
+    this.uart.write(out);
   }
 
   /** Packets acknowledged on `handle`: frees their buffers and reports them. @internal */
@@ -662,6 +491,22 @@ export class VirtualController {
     return this.links.get(handle);
   }
 
+  /** The command handlers, one table per area (src/sim/controller/), over what they may use of this class. */
+  private buildHandlers(): HandlerTable {
+    const cx: CommandContext = {
+      ctrl: this,
+      complete: (name, status, ret) => this.commandComplete(name, status, ret),
+      status: (opcode, status) => this.commandStatus(opcode, status),
+      link: (handle) => this.link(handle),
+      reset: () => this.reset(),
+      random: this.random,
+      falSize: this.falSize,
+      rlSize: this.rlSize,
+      hasStaticAddress: () => !this.noStaticAddress,
+    };
+    return { ...infoHandlers(cx), ...leHandlers(cx), ...linkHandlers(cx), ...vendorHandlers(cx) };
+  }
+
   /** HCI Reset: LE state back to power-up values; connections are dropped (peers time out). */
   private reset(): void {
     this.air.controllerReset(this);
@@ -687,415 +532,6 @@ export class VirtualController {
     this.suggestedTxOctets = 27;
     this.suggestedTxTime = 328;
     this.defaultPhy = { allPhys: 0x03, txPhys: 0x03, rxPhys: 0x03 };
-  }
-
-  private buildHandlers(): HandlerTable {
-    const ok = HciStatus.Success;
-    const h: HandlerTable = {
-      // ---------------- Controller & baseband
-      Reset: () => {
-        this.reset();
-        this.commandComplete('Reset', ok, {});
-      },
-      SetEventMask: (p) => {
-        this.eventMask = p.mask;
-        this.commandComplete('SetEventMask', ok, {});
-      },
-      SetEventMaskPage2: (p) => {
-        this.eventMask2 = p.mask;
-        this.commandComplete('SetEventMaskPage2', ok, {});
-      },
-      ReadAuthenticatedPayloadTimeout: (p) => {
-        // Default 30 s (3000 x 10 ms). Core 5.4 Vol 4 Part E 7.3.93.
-        const l = this.link(p.handle);
-        this.commandComplete('ReadAuthenticatedPayloadTimeout', l ? ok : HciStatus.UnknownConnectionIdentifier, { handle: p.handle, timeout: l ? 3000 : 0 });
-      },
-
-      // ---------------- Informational
-      ReadLocalVersionInformation: () =>
-        this.commandComplete('ReadLocalVersionInformation', ok, {
-          hciVersion: this.firmware.version.hciVersion,
-          hciSubversion: this.hciSubversion,
-          lmpVersion: this.firmware.version.lmpVersion,
-          companyId: this.firmware.version.companyId,
-          lmpSubversion: this.lmpSubversion,
-        }),
-      ReadLocalSupportedCommands: () => this.commandComplete('ReadLocalSupportedCommands', ok, { commands: this.supportedCommands() }),
-      ReadLocalSupportedFeatures: () => this.commandComplete('ReadLocalSupportedFeatures', ok, { features: LMP_FEATURES.slice() }),
-      ReadBufferSize: () =>
-        // LE-only: the shared ACL buffers; no synchronous buffers.
-        this.commandComplete('ReadBufferSize', ok, {
-          aclDataPacketLength: this.aclBufferSize,
-          syncDataPacketLength: 0,
-          totalNumAclDataPackets: this.aclBuffers,
-          totalNumSyncDataPackets: 0,
-        }),
-      ReadBdAddr: () => this.commandComplete('ReadBdAddr', ok, { address: this.publicAddress }),
-
-      // ---------------- Status
-      ReadRssi: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('ReadRssi', HciStatus.UnknownConnectionIdentifier, { handle: p.handle, rssi: 127 });
-        this.commandComplete('ReadRssi', ok, { handle: p.handle, rssi: l.conn.rssiFor(l) });
-      },
-      ReadEncryptionKeySize: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('ReadEncryptionKeySize', HciStatus.UnknownConnectionIdentifier, { handle: p.handle, keySize: 0 });
-        // An unencrypted link has no key: Insufficient Security (Core 5.4 Vol 4 Part E 7.5.7).
-        if (!l.conn.encrypted) return this.commandComplete('ReadEncryptionKeySize', HciStatus.InsufficientSecurity, { handle: p.handle, keySize: 0 });
-        this.commandComplete('ReadEncryptionKeySize', ok, { handle: p.handle, keySize: l.conn.keySize });
-      },
-
-      // ---------------- LE
-      LeSetEventMask: (p) => {
-        this.leEventMask = p.mask;
-        this.commandComplete('LeSetEventMask', ok, {});
-      },
-      LeReadBufferSize: () =>
-        this.commandComplete('LeReadBufferSize', ok, { leAclDataPacketLength: this.aclBufferSize, totalNumLeAclDataPackets: this.aclBuffers }),
-      LeReadBufferSizeV2: () =>
-        this.commandComplete('LeReadBufferSizeV2', ok, {
-          leAclDataPacketLength: this.aclBufferSize,
-          totalNumLeAclDataPackets: this.aclBuffers,
-          isoDataPacketLength: 0,
-          totalNumIsoDataPackets: 0,
-        }),
-      LeReadLocalSupportedFeatures: () => this.commandComplete('LeReadLocalSupportedFeatures', ok, { features: this.leFeatures() }),
-      LeReadSupportedStates: () => this.commandComplete('LeReadSupportedStates', ok, { states: SUPPORTED_STATES }),
-      LeSetRandomAddress: (p) => {
-        // Command Disallowed while advertising, scanning or initiating (Core 5.4 Vol 4 Part E 7.8.4;
-        // Zephyr ll_addr_set refuses while advertising, active scanning or initiating).
-        if (this.advertisingEnabled || this.scanEnabled || this.initiating) {
-          return this.commandComplete('LeSetRandomAddress', HciStatus.CommandDisallowed, {});
-        }
-        this.randomAddress = p.address;
-        this.commandComplete('LeSetRandomAddress', ok, {});
-      },
-      LeSetAdvertisingParameters: (p) => {
-        // Disallowed while advertising (Core 5.4 Vol 4 Part E 7.8.5; Zephyr ll_adv_params_set).
-        if (this.advertisingEnabled) return this.commandComplete('LeSetAdvertisingParameters', HciStatus.CommandDisallowed, {});
-        const directedHigh = p.advertisingType === AdvType.AdvDirectIndHigh;
-        const bad =
-          p.advertisingType > 4 ||
-          p.ownAddressType > 3 ||
-          p.peerAddressType > 1 ||
-          (p.channelMap & 0x07) === 0 ||
-          p.channelMap > 0x07 ||
-          p.filterPolicy > 3 ||
-          (!directedHigh && (p.intervalMin < 0x0020 || p.intervalMax > 0x4000 || p.intervalMin > p.intervalMax));
-        if (bad) return this.commandComplete('LeSetAdvertisingParameters', HciStatus.InvalidHciCommandParameters, {});
-        this.advertising = { ...p };
-        this.commandComplete('LeSetAdvertisingParameters', ok, {});
-      },
-      LeReadAdvertisingPhysicalChannelTxPower: () => this.commandComplete('LeReadAdvertisingPhysicalChannelTxPower', ok, { txPowerLevel: 0 }),
-      LeSetAdvertisingData: (p) => {
-        this.advertisingData = p.data.slice();
-        this.commandComplete('LeSetAdvertisingData', ok, {});
-      },
-      LeSetScanResponseData: (p) => {
-        this.scanResponseData = p.data.slice();
-        this.commandComplete('LeSetScanResponseData', ok, {});
-      },
-      LeSetAdvertisingEnable: (p) => {
-        if (!p.enable) {
-          this.advertisingEnabled = false;
-          this.air.advertisingChanged(this);
-          return this.commandComplete('LeSetAdvertisingEnable', ok, {});
-        }
-        const a = this.advertising;
-        // Own address random but none set: Invalid HCI Command Parameters (Core 5.4 Vol 4 Part E 7.8.9).
-        if ((a.ownAddressType & 1) === 1 && this.randomAddress === undefined) {
-          return this.commandComplete('LeSetAdvertisingEnable', HciStatus.InvalidHciCommandParameters, {});
-        }
-        const connectable = a.advertisingType === AdvType.AdvInd || a.advertisingType === AdvType.AdvDirectIndHigh || a.advertisingType === AdvType.AdvDirectIndLow;
-        // No room for another connection: Memory Capacity Exceeded (Zephyr ll_adv_enable).
-        if (connectable && this.links.size >= this.maxConnections) {
-          return this.commandComplete('LeSetAdvertisingEnable', HciStatus.MemoryCapacityExceeded, {});
-        }
-        if (!this.advertisingEnabled) {
-          this.advertisingEnabled = true;
-          this.advertisingSince = this.air.clock.now();
-          this.air.advertisingChanged(this);
-        }
-        this.commandComplete('LeSetAdvertisingEnable', ok, {});
-      },
-      LeSetScanParameters: (p) => {
-        // Disallowed while scanning (Core 5.4 Vol 4 Part E 7.8.10).
-        if (this.scanEnabled) return this.commandComplete('LeSetScanParameters', HciStatus.CommandDisallowed, {});
-        const bad =
-          p.scanType > 1 ||
-          p.interval < 0x0004 ||
-          p.interval > 0x4000 ||
-          p.window < 0x0004 ||
-          p.window > p.interval ||
-          p.ownAddressType > 3 ||
-          p.filterPolicy > 3;
-        if (bad) return this.commandComplete('LeSetScanParameters', HciStatus.InvalidHciCommandParameters, {});
-        this.scan = { ...p };
-        this.commandComplete('LeSetScanParameters', ok, {});
-      },
-      LeSetScanEnable: (p) => {
-        if (p.enable) {
-          if ((this.scan.ownAddressType & 1) === 1 && this.randomAddress === undefined) {
-            return this.commandComplete('LeSetScanEnable', HciStatus.InvalidHciCommandParameters, {});
-          }
-          // Enabling again only updates Filter_Duplicates (Core 5.4 Vol 4 Part E 7.8.11).
-          if (!this.scanEnabled || p.filterDuplicates !== this.filterDuplicates) this.seenReports.clear();
-          this.scanEnabled = true;
-          this.filterDuplicates = p.filterDuplicates;
-        } else {
-          this.scanEnabled = false;
-          this.seenReports.clear();
-        }
-        this.commandComplete('LeSetScanEnable', ok, {});
-      },
-      LeCreateConnection: (p, opcode) => {
-        // One pending LE Create Connection at a time (Zephyr ll_create_connection / ull_central.c).
-        if (this.initiating) return this.commandStatus(opcode, HciStatus.CommandDisallowed);
-        const bad =
-          p.scanInterval < 0x0004 ||
-          p.scanInterval > 0x4000 ||
-          p.scanWindow < 0x0004 ||
-          p.scanWindow > p.scanInterval ||
-          p.initiatorFilterPolicy > 1 ||
-          p.peerAddressType > 3 ||
-          p.ownAddressType > 3 ||
-          !connectionParamsValid({ intervalMin: p.connIntervalMin, intervalMax: p.connIntervalMax, latency: p.maxLatency, timeout: p.supervisionTimeout }) ||
-          ((p.ownAddressType & 1) === 1 && this.randomAddress === undefined);
-        if (bad) return this.commandStatus(opcode, HciStatus.InvalidHciCommandParameters);
-        if (this.links.size >= this.maxConnections) return this.commandStatus(opcode, HciStatus.MemoryCapacityExceeded);
-        this.initiating = { ...p };
-        this.commandStatus(opcode, ok);
-        this.air.initiatingChanged(this);
-      },
-      LeCreateConnectionCancel: () => {
-        // Nothing pending: Command Disallowed (Core 5.4 Vol 4 Part E 7.8.13; Zephyr ll_connect_disable).
-        const pending = this.initiating;
-        if (!pending) return this.commandComplete('LeCreateConnectionCancel', HciStatus.CommandDisallowed, {});
-        this.initiating = undefined;
-        this.air.initiatingChanged(this);
-        this.commandComplete('LeCreateConnectionCancel', ok, {});
-        // Then the connection complete event with Unknown Connection Identifier (7.8.13).
-        this.connectionComplete({
-          status: HciStatus.UnknownConnectionIdentifier,
-          handle: 0,
-          role: 0,
-          peerAddressType: pending.peerAddressType,
-          peerAddress: pending.peerAddress,
-          connInterval: 0,
-          connLatency: 0,
-          supervisionTimeout: 0,
-          centralClockAccuracy: 0,
-        });
-      },
-      LeReadFilterAcceptListSize: () => this.commandComplete('LeReadFilterAcceptListSize', ok, { size: this.falSize }),
-      LeClearFilterAcceptList: () => {
-        if (this.filterListInUse()) return this.commandComplete('LeClearFilterAcceptList', HciStatus.CommandDisallowed, {});
-        this.filterAcceptList.clear();
-        this.commandComplete('LeClearFilterAcceptList', ok, {});
-      },
-      LeAddDeviceToFilterAcceptList: (p) => {
-        if (this.filterListInUse()) return this.commandComplete('LeAddDeviceToFilterAcceptList', HciStatus.CommandDisallowed, {});
-        if (p.addressType > 1 && p.addressType !== 0xff) return this.commandComplete('LeAddDeviceToFilterAcceptList', HciStatus.InvalidHciCommandParameters, {});
-        const key = `${p.addressType & 1}/${p.address}`;
-        if (!this.filterAcceptList.has(key) && this.filterAcceptList.size >= this.falSize) {
-          return this.commandComplete('LeAddDeviceToFilterAcceptList', HciStatus.MemoryCapacityExceeded, {});
-        }
-        this.filterAcceptList.add(key);
-        this.commandComplete('LeAddDeviceToFilterAcceptList', ok, {});
-      },
-      LeRemoveDeviceFromFilterAcceptList: (p) => {
-        if (this.filterListInUse()) return this.commandComplete('LeRemoveDeviceFromFilterAcceptList', HciStatus.CommandDisallowed, {});
-        this.filterAcceptList.delete(`${p.addressType & 1}/${p.address}`);
-        this.commandComplete('LeRemoveDeviceFromFilterAcceptList', ok, {});
-      },
-      LeEncrypt: (p) => {
-        // On the HCI wire key, plaintext and result are little-endian (least significant octet
-        // first); AES (FIPS-197) works on big-endian blocks. Core 5.4 Vol 4 Part E 7.8.22.
-        const out = ecb(reversed(p.key), { disablePadding: true }).encrypt(reversed(p.plaintext));
-        this.commandComplete('LeEncrypt', ok, { encrypted: reversed(out) });
-      },
-      LeRand: () => this.commandComplete('LeRand', ok, { random: this.random.bytes(8) }),
-      LeReadSuggestedDefaultDataLength: () =>
-        this.commandComplete('LeReadSuggestedDefaultDataLength', ok, { maxTxOctets: this.suggestedTxOctets, maxTxTime: this.suggestedTxTime }),
-      LeWriteSuggestedDefaultDataLength: (p) => {
-        if (p.maxTxOctets < 0x1b || p.maxTxOctets > 0xfb || p.maxTxTime < 0x148 || p.maxTxTime > 0x4290) {
-          return this.commandComplete('LeWriteSuggestedDefaultDataLength', HciStatus.InvalidHciCommandParameters, {});
-        }
-        this.suggestedTxOctets = Math.min(p.maxTxOctets, this.maxDataLength);
-        this.suggestedTxTime = p.maxTxTime;
-        this.commandComplete('LeWriteSuggestedDefaultDataLength', ok, {});
-      },
-      LeReadMaximumDataLength: () => {
-        const t = (this.maxDataLength + 14) * 8;
-        this.commandComplete('LeReadMaximumDataLength', ok, { maxTxOctets: this.maxDataLength, maxTxTime: t, maxRxOctets: this.maxDataLength, maxRxTime: t });
-      },
-      LeAddDeviceToResolvingList: (p) => {
-        if (this.addressResolution && (this.advertisingEnabled || this.scanEnabled || this.initiating)) {
-          return this.commandComplete('LeAddDeviceToResolvingList', HciStatus.CommandDisallowed, {});
-        }
-        const key = `${p.peerIdentityAddressType & 1}/${p.peerIdentityAddress}`;
-        if (!this.resolvingList.has(key) && this.resolvingList.size >= this.rlSize) {
-          return this.commandComplete('LeAddDeviceToResolvingList', HciStatus.MemoryCapacityExceeded, {});
-        }
-        this.resolvingList.set(key, { peerIrk: p.peerIrk.slice(), localIrk: p.localIrk.slice() });
-        this.commandComplete('LeAddDeviceToResolvingList', ok, {});
-      },
-      LeRemoveDeviceFromResolvingList: (p) => {
-        const key = `${p.peerIdentityAddressType & 1}/${p.peerIdentityAddress}`;
-        // Not in the list: Unknown Connection Identifier (Core 5.4 Vol 4 Part E 7.8.39).
-        if (!this.resolvingList.delete(key)) return this.commandComplete('LeRemoveDeviceFromResolvingList', HciStatus.UnknownConnectionIdentifier, {});
-        this.commandComplete('LeRemoveDeviceFromResolvingList', ok, {});
-      },
-      LeClearResolvingList: () => {
-        this.resolvingList.clear();
-        this.commandComplete('LeClearResolvingList', ok, {});
-      },
-      LeReadResolvingListSize: () => this.commandComplete('LeReadResolvingListSize', ok, { size: this.rlSize }),
-      LeSetAddressResolutionEnable: (p) => {
-        if (this.advertisingEnabled || this.scanEnabled || this.initiating) {
-          return this.commandComplete('LeSetAddressResolutionEnable', HciStatus.CommandDisallowed, {});
-        }
-        this.addressResolution = p.enable;
-        this.commandComplete('LeSetAddressResolutionEnable', ok, {});
-      },
-      LeSetResolvablePrivateAddressTimeout: (p) => {
-        if (p.timeout < 1 || p.timeout > 0x0e10) return this.commandComplete('LeSetResolvablePrivateAddressTimeout', HciStatus.InvalidHciCommandParameters, {});
-        this.rpaTimeout = p.timeout;
-        this.commandComplete('LeSetResolvablePrivateAddressTimeout', ok, {});
-      },
-      LeSetPrivacyMode: (p) => {
-        const key = `${p.peerIdentityAddressType & 1}/${p.peerIdentityAddress}`;
-        if (!this.resolvingList.has(key)) return this.commandComplete('LeSetPrivacyMode', HciStatus.UnknownConnectionIdentifier, {});
-        if (p.privacyMode > 1) return this.commandComplete('LeSetPrivacyMode', HciStatus.InvalidHciCommandParameters, {});
-        this.commandComplete('LeSetPrivacyMode', ok, {});
-      },
-      LeReadPhy: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeReadPhy', HciStatus.UnknownConnectionIdentifier, { handle: p.handle, txPhy: 0, rxPhy: 0 });
-        const { txPhy, rxPhy } = l.conn.phyFor(l);
-        this.commandComplete('LeReadPhy', ok, { handle: p.handle, txPhy, rxPhy });
-      },
-      LeSetDefaultPhy: (p) => {
-        const noTx = (p.allPhys & 1) === 1;
-        const noRx = (p.allPhys & 2) === 2;
-        // A preference must name at least one PHY (Core 5.4 Vol 4 Part E 7.8.48).
-        if (p.allPhys > 3 || (!noTx && p.txPhys === 0) || (!noRx && p.rxPhys === 0)) {
-          return this.commandComplete('LeSetDefaultPhy', HciStatus.InvalidHciCommandParameters, {});
-        }
-        // Only LE 1M and LE 2M are modelled: a preference for Coded alone is unsupported.
-        if ((!noTx && (p.txPhys & 0x03) === 0) || (!noRx && (p.rxPhys & 0x03) === 0)) {
-          return this.commandComplete('LeSetDefaultPhy', HciStatus.UnsupportedFeatureOrParameterValue, {});
-        }
-        this.defaultPhy = { allPhys: p.allPhys, txPhys: p.txPhys, rxPhys: p.rxPhys };
-        this.commandComplete('LeSetDefaultPhy', ok, {});
-      },
-
-      // ---------------- connection-bound commands: status first, then the LL does the rest
-      Disconnect: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        if (!DISCONNECT_REASONS.has(p.reason)) return this.commandStatus(opcode, HciStatus.InvalidHciCommandParameters);
-        this.commandStatus(opcode, l.conn.hostDisconnect(l, p.reason));
-      },
-      ReadRemoteVersionInformation: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        this.commandStatus(opcode, ok);
-        l.conn.readRemoteVersion(l);
-      },
-      LeReadRemoteFeatures: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        this.commandStatus(opcode, ok);
-        l.conn.readRemoteFeatures(l);
-      },
-      LeConnectionUpdate: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        if (!connectionParamsValid({ intervalMin: p.connIntervalMin, intervalMax: p.connIntervalMax, latency: p.maxLatency, timeout: p.supervisionTimeout })) {
-          return this.commandStatus(opcode, HciStatus.InvalidHciCommandParameters);
-        }
-        this.commandStatus(opcode, l.conn.hostConnectionUpdate(l, { intervalMin: p.connIntervalMin, intervalMax: p.connIntervalMax, latency: p.maxLatency, timeout: p.supervisionTimeout }));
-      },
-      LeRemoteConnectionParameterRequestReply: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeRemoteConnectionParameterRequestReply', HciStatus.UnknownConnectionIdentifier, { handle: p.handle });
-        if (!connectionParamsValid({ intervalMin: p.intervalMin, intervalMax: p.intervalMax, latency: p.maxLatency, timeout: p.timeout })) {
-          return this.commandComplete('LeRemoteConnectionParameterRequestReply', HciStatus.InvalidHciCommandParameters, { handle: p.handle });
-        }
-        const status = l.conn.hostConnParamReply(l, { intervalMin: p.intervalMin, intervalMax: p.intervalMax, latency: p.maxLatency, timeout: p.timeout });
-        this.commandComplete('LeRemoteConnectionParameterRequestReply', status, { handle: p.handle });
-      },
-      LeRemoteConnectionParameterRequestNegativeReply: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeRemoteConnectionParameterRequestNegativeReply', HciStatus.UnknownConnectionIdentifier, { handle: p.handle });
-        const status = l.conn.hostConnParamReply(l, p.reason);
-        this.commandComplete('LeRemoteConnectionParameterRequestNegativeReply', status, { handle: p.handle });
-      },
-      LeSetDataLength: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeSetDataLength', HciStatus.UnknownConnectionIdentifier, { handle: p.handle });
-        if (p.txOctets < 0x1b || p.txOctets > 0xfb || p.txTime < 0x148 || p.txTime > 0x4290) {
-          return this.commandComplete('LeSetDataLength', HciStatus.InvalidHciCommandParameters, { handle: p.handle });
-        }
-        this.commandComplete('LeSetDataLength', ok, { handle: p.handle });
-        l.conn.setDataLength(l, Math.min(p.txOctets, this.maxDataLength));
-      },
-      LeSetPhy: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        const noTx = (p.allPhys & 1) === 1;
-        const noRx = (p.allPhys & 2) === 2;
-        if (p.allPhys > 3 || (!noTx && p.txPhys === 0) || (!noRx && p.rxPhys === 0)) return this.commandStatus(opcode, HciStatus.InvalidHciCommandParameters);
-        // Only 1M and 2M are modelled: asking for nothing but Coded is an unsupported value.
-        if ((!noTx && (p.txPhys & 0x03) === 0) || (!noRx && (p.rxPhys & 0x03) === 0)) return this.commandStatus(opcode, HciStatus.UnsupportedFeatureOrParameterValue);
-        this.commandStatus(opcode, ok);
-        l.conn.setPhy(l, { tx: noTx ? 0x03 : p.txPhys & 0x03, rx: noRx ? 0x03 : p.rxPhys & 0x03 });
-      },
-      LeEnableEncryption: (p, opcode) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandStatus(opcode, HciStatus.UnknownConnectionIdentifier);
-        // Central role only (Core 5.4 Vol 4 Part E 7.8.24).
-        if (l.role !== 'central') return this.commandStatus(opcode, HciStatus.CommandDisallowed);
-        this.commandStatus(opcode, l.conn.startEncryption(l, p.ltk.slice(), p.rand, p.ediv));
-      },
-      LeLongTermKeyRequestReply: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeLongTermKeyRequestReply', HciStatus.UnknownConnectionIdentifier, { handle: p.handle });
-        // No LTK request pending: Command Disallowed, as Zephyr's LL answers
-        // (subsys/bluetooth/controller/ll_sw/ull_llcp.c ull_cp_ltk_req_reply).
-        this.commandComplete('LeLongTermKeyRequestReply', l.conn.ltkReply(l, p.ltk.slice()), { handle: p.handle });
-      },
-      LeLongTermKeyRequestNegativeReply: (p) => {
-        const l = this.link(p.handle);
-        if (!l) return this.commandComplete('LeLongTermKeyRequestNegativeReply', HciStatus.UnknownConnectionIdentifier, { handle: p.handle });
-        // Same rule as the reply (Zephyr ull_llcp.c ull_cp_ltk_req_neq_reply).
-        this.commandComplete('LeLongTermKeyRequestNegativeReply', l.conn.ltkReply(l, undefined), { handle: p.handle });
-      },
-
-      // ---------------- Zephyr vendor commands (Zephyr include/zephyr/bluetooth/hci_vs.h)
-      ZephyrReadVersionInfo: () => this.commandComplete('ZephyrReadVersionInfo', ok, { ...this.firmware.zephyrVersion }),
-      ZephyrReadSupportedCommands: () => this.commandComplete('ZephyrReadSupportedCommands', ok, { commands: this.vendorSupportedCommands() }),
-      ZephyrReadSupportedFeatures: () => this.commandComplete('ZephyrReadSupportedFeatures', ok, { features: new Uint8Array(8) }),
-      ZephyrWriteBdAddr: (p) => {
-        this.publicAddress = p.address;
-        this.commandComplete('ZephyrWriteBdAddr', ok, {});
-      },
-      ZephyrReadStaticAddresses: () =>
-        this.commandComplete('ZephyrReadStaticAddresses', ok, { addresses: this.noStaticAddress ? [] : [{ address: this.staticAddress, identityRoot: this.identityRoot.slice() }] }),
-      ZephyrReadKeyHierarchyRoots: () => this.commandComplete('ZephyrReadKeyHierarchyRoots', ok, { ir: this.ir.slice(), er: this.er.slice() }),
-    };
-    return h;
-  }
-
-  /** The filter accept list may not change while a filter policy uses it (Core 5.4 Vol 4 Part E 7.8.16). */
-  private filterListInUse(): boolean {
-    return (
-      (this.advertisingEnabled && this.advertising.filterPolicy !== 0) ||
-      (this.scanEnabled && (this.scan.filterPolicy & 1) === 1) ||
-      (this.initiating !== undefined && this.initiating.initiatorFilterPolicy === 1)
-    );
   }
 
   /**
