@@ -3,9 +3,8 @@
  * supported commands and features, buffer sizes, LE Encrypt and LE Rand, and the controller-wide
  * defaults (suggested data length, default PHY). Core 5.4 Vol 4 Part E 7.3, 7.4, 7.8.
  */
-import { ecb } from '@noble/ciphers/aes.js';
 import { HciStatus } from '../../hci/status.js';
-import { reversed } from '../../util/bytes.js';
+import { e } from '../../crypto/index.js';
 import { LMP_FEATURES, SUPPORTED_STATES } from '../capabilities.js';
 import type { CommandContext, HandlerTable } from './context.js';
 
@@ -62,12 +61,8 @@ export function infoHandlers(cx: CommandContext): HandlerTable {
       }),
     LeReadLocalSupportedFeatures: () => cx.complete('LeReadLocalSupportedFeatures', ok, { features: c.leFeatures() }),
     LeReadSupportedStates: () => cx.complete('LeReadSupportedStates', ok, { states: SUPPORTED_STATES }),
-    LeEncrypt: (p) => {
-      // On the HCI wire key, plaintext and result are little-endian (least significant octet
-      // first); AES (FIPS-197) works on big-endian blocks. Core 5.4 Vol 4 Part E 7.8.22.
-      const out = ecb(reversed(p.key), { disablePadding: true }).encrypt(reversed(p.plaintext));
-      cx.complete('LeEncrypt', ok, { encrypted: reversed(out) });
-    },
+    // The security function e on the little-endian key and plaintext HCI carries. Core 5.4 Vol 4 Part E 7.8.22.
+    LeEncrypt: (p) => cx.complete('LeEncrypt', ok, { encrypted: e(p.key, p.plaintext) }),
     LeRand: () => cx.complete('LeRand', ok, { random: cx.random.bytes(8) }),
     LeReadSuggestedDefaultDataLength: () =>
       cx.complete('LeReadSuggestedDefaultDataLength', ok, { maxTxOctets: c.suggestedTxOctets, maxTxTime: c.suggestedTxTime }),
