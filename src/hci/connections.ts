@@ -6,7 +6,7 @@
  * the controller's links and ours differ; the driver ({@link Hci}) decides to reset it.
  */
 import type { Logger } from '../util/log.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import { addressTypeFromByte } from '../util/address.js';
 import { toHex } from '../util/bytes.js';
 import { Commands, type CommandName, type CommandParams, type CommandReturn } from './commands.js';
@@ -56,12 +56,26 @@ export interface ConnectionTableHost {
 
 const NO_ADDRESS = '00:00:00:00:00:00';
 
+/**
+ * ACL data can overtake the LE Connection Complete of its own link: a controller whose data and
+ * event queues are drained separately, or a transport with separate endpoints for them (USB), can
+ * deliver a phone's first PDU (an MTU request, a Pairing Request) first. Such data is held this long
+ * and replayed once its link is announced; only then does data for an unknown handle mean that the
+ * controller's links and ours differ. (Bumble and BlueZ hold early ACL data the same way.)
+ */
+export const EARLY_ACL_GRACE_MS = 100;
+/** Bounds on held early data: packets per handle, handles at once. */
+const EARLY_ACL_MAX_PACKETS = 8;
+const EARLY_ACL_MAX_HANDLES = 4;
+
 export class ConnectionTable {
   private readonly conns = new Map<number, HciConnection>();
   private readonly aclTx: AclScheduler;
   private readonly aclRx: AclReassembler;
   private readonly clock: Clock;
   private readonly log: Logger;
+  /** ACL packets (whole H:4 packets) for handles not announced yet, see {@link EARLY_ACL_GRACE_MS}. */
+  private readonly early = new Map<number, { packets: Uint8Array[]; timer: TimerHandle }>();
 
   constructor(private readonly host: ConnectionTableHost) {
     this.clock = host.clock;
@@ -116,6 +130,7 @@ export class ConnectionTable {
 
   /** Empties the table (controller reset or driver closed): ACL sends fail with `err`. Returns the links, still to be reported. */
   takeAll(err: HciError): HciConnection[] {
+    this.dropEarly();
     const conns = [...this.conns.values()];
     this.conns.clear();
     this.aclTx.reset(err);
@@ -309,6 +324,7 @@ export class ConnectionTable {
     this.aclTx.addLink(p.handle);
     this.log.info({ connection: conn.toJSON() }, `connected: ${conn}`);
     this.host.emit('connected', conn);
+    this.replayEarly(p.handle);
     const dl = this.host.opts.dataLength ?? { txOctets: 251, txTime: 2120 };
     const info = this.host.info();
     if (dl !== false && conn.open && info && info.features.dataLengthExtension && info.supports('LeSetDataLength')) {
@@ -407,10 +423,44 @@ export class ConnectionTable {
     const hf = aclHandleAndFlags(pkt, 1);
     const handle = hf & 0x0fff;
     if (!this.conns.has(handle)) {
-      this.unknownConnection(handle, 'ACL data');
+      this.holdEarly(handle, pkt);
       return;
     }
     this.aclRx.push(handle, (hf >> 12) & 0x3, pkt.subarray(5));
+  }
+
+  /** ACL data for a handle not announced (yet): held for {@link EARLY_ACL_GRACE_MS}, then taken as a sign the links differ. */
+  private holdEarly(handle: number, pkt: Uint8Array): void {
+    let held = this.early.get(handle);
+    if (!held) {
+      if (this.early.size >= EARLY_ACL_MAX_HANDLES) {
+        this.unknownConnection(handle, 'ACL data');
+        return;
+      }
+      const timer = this.clock.setTimeout(() => {
+        this.early.delete(handle);
+        this.unknownConnection(handle, 'ACL data');
+      }, EARLY_ACL_GRACE_MS);
+      held = { packets: [], timer };
+      this.early.set(handle, held);
+      this.log.debug({ handle }, `ACL data for connection 0x${handle.toString(16).padStart(4, '0')} before its Connection Complete; held for ${EARLY_ACL_GRACE_MS} ms`);
+    }
+    if (held.packets.length < EARLY_ACL_MAX_PACKETS) held.packets.push(pkt);
+  }
+
+  /** The link was announced: its early data goes in now, in the order it came. */
+  private replayEarly(handle: number): void {
+    const held = this.early.get(handle);
+    if (!held) return;
+    this.early.delete(handle);
+    this.clock.clearTimeout(held.timer);
+    this.log.debug({ handle, packets: held.packets.length }, `ACL data that came before the Connection Complete of 0x${handle.toString(16).padStart(4, '0')} delivered`);
+    for (const pkt of held.packets) this.onAclPacket(pkt);
+  }
+
+  private dropEarly(): void {
+    for (const held of this.early.values()) this.clock.clearTimeout(held.timer);
+    this.early.clear();
   }
 }
 

@@ -5,6 +5,7 @@ import { concatBytes, toHex } from '../../src/util/bytes.js';
 import { seededRandom } from '../../src/util/random.js';
 import { HciError } from '../../src/hci/hci-error.js';
 import { AclBoundary } from '../../src/hci/acl.js';
+import { EARLY_ACL_GRACE_MS } from '../../src/hci/connections.js';
 import { makeRig } from './fixtures/rig.js';
 
 /** An L2CAP frame: length, channel 0x0004, payload of `n` bytes from a seeded source. */
@@ -201,6 +202,43 @@ test('ACL data for an unknown connection handle is dropped', async () => {
   await rig.ctrl.sendL2cap(0x0123, l2cap(10));
   await settle();
   assert.deepEqual(frames, []);
+  await rig.stop();
+});
+
+test('ACL data that overtakes the LE Connection Complete of its own link is held and delivered right after it; no reset', async () => {
+  const rig = makeRig({}, { captureLog: true });
+  await rig.hci.init();
+  const seen: string[] = [];
+  rig.hci.on('connected', (c) => seen.push(`connected ${c.handle}`));
+  rig.hci.on('acl', (h, f) => seen.push(`acl ${h} ${toHex(f)}`));
+  // A phone's first PDU comes before the event that announces its link (separate queues, USB endpoints).
+  const first = l2cap(5, 'mtu');
+  await rig.ctrl.sendL2cap(0x0041, first);
+  await settle();
+  assert.deepEqual(seen, [], 'held');
+  await rig.clock.advance(EARLY_ACL_GRACE_MS / 2);
+  await rig.ctrl.connect({ handle: 0x0041 });
+  await settle();
+  assert.deepEqual(seen, ['connected 65', `acl 65 ${toHex(first)}`], 'delivered in order, after the link exists');
+  await rig.clock.advance(5 * EARLY_ACL_GRACE_MS);
+  assert.equal(rig.ctrl.commands.filter((c) => c.name === 'Reset').length, 1, 'only the bring-up Reset');
+  assert.deepEqual(rig.logLines.filter((l) => (l['level'] as number) >= 40).map((l) => l['msg']), []);
+  await rig.stop();
+});
+
+test('ACL data for a handle that no LE Connection Complete announces within the grace period means the links differ: logged, and the controller is reset', async () => {
+  const rig = makeRig({}, { captureLog: true });
+  await rig.hci.init();
+  const frames: number[] = [];
+  rig.hci.on('acl', (h) => frames.push(h));
+  await rig.ctrl.sendL2cap(0x0123, l2cap(10));
+  await settle();
+  await rig.clock.advance(EARLY_ACL_GRACE_MS - 1);
+  assert.equal(rig.ctrl.commands.filter((c) => c.name === 'Reset').length, 1, 'not yet');
+  await rig.clock.advance(200);
+  assert.deepEqual(frames, []);
+  assert.ok(rig.logLines.some((l) => /ACL data for unknown connection 0x0123 .*re-initialising/.test(String(l['msg']))));
+  assert.equal(rig.ctrl.commands.filter((c) => c.name === 'Reset').length, 2, 'HCI Reset again');
   await rig.stop();
 });
 
