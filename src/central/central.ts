@@ -31,7 +31,7 @@ import type { LocalIdentity } from '../bonds/types.js';
 import type { OwnAddress } from '../privacy/own-address.js';
 import { buildDeviceStack, type StackCoreOptions } from '../stack/device.js';
 import { attLower, closeLinkStack, openLinkStack, routeLinkEvents } from '../stack/link.js';
-import { addressTypeToByte, formatAddress, type Address } from '../util/address.js';
+import { addressTypeToByte, formatAddress, sameAddress, type Address } from '../util/address.js';
 import type { TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { TypedEmitter } from '../util/emitter.js';
@@ -142,10 +142,6 @@ interface ScanEntry {
   connectable: boolean;
   identity: Address | undefined;
   seenAt: number;
-}
-
-function sameAddr(a: Address | undefined, b: Address | undefined): boolean {
-  return !!a && !!b && a.type === b.type && a.address.toUpperCase() === b.address.toUpperCase();
 }
 
 function targetText(t: ConnectTarget): string {
@@ -290,8 +286,8 @@ export class Central extends TypedEmitter<CentralEvents> {
   }
 
   private matches(a: Advertisement, t: ConnectTarget): boolean {
-    if ('address' in t && 'seenAt' in t) return sameAddr(a.address, t.address);
-    if ('address' in t) return sameAddr(a.address, t.address) || sameAddr(a.identity, t.address);
+    if ('address' in t && 'seenAt' in t) return sameAddress(a.address, t.address);
+    if ('address' in t) return sameAddress(a.address, t.address) || sameAddress(a.identity, t.address);
     return a.name === t.name;
   }
 

@@ -22,7 +22,7 @@
  * not bond decisions: they live in ./backoff.ts and the feature exchange asks them.
  */
 import type { BondRecord, BondStore, BondStoreCapacity } from '../bonds/types.js';
-import { formatAddress, type Address } from '../util/address.js';
+import { formatAddress, sameAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/log.js';
 import { SmpReason } from './pdu.js';
 import type { SmpPolicy } from './types.js';
@@ -44,10 +44,6 @@ export interface NewBond {
   readonly peerIrk: Uint8Array | undefined;
   /** The bond this peer had when the procedure started. */
   readonly existingBond: BondRecord | undefined;
-}
-
-function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
-  return !!a && !!b && a.type === b.type && a.address.toUpperCase() === b.address.toUpperCase();
 }
 
 /**
