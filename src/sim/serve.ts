@@ -146,7 +146,9 @@ export async function serveControllers(opts: ServeControllersOptions): Promise<S
   try {
     for (let i = 0; i < opts.count; i++) {
       const controller = air.createController({ ...(opts.controller ?? {}), name: `ctrl${i}` });
+      let hostConnections = 0;
       const onConnection = (t: Transport): void => {
+        hostConnections++;
         const previous = controller.attachedTransport;
         if (previous && previous !== t) {
           log.info({ controller: controller.name }, 'a new host connected; the previous connection is closed');
@@ -162,6 +164,11 @@ export async function serveControllers(opts: ServeControllersOptions): Promise<S
         const link = join(dir, `ctrl${i}`);
         const { child, pty } = await startSocat(opts.socatPath ?? 'socat', link, host, server.port, clock, log);
         children.push(child);
+        // socat connects to the TCP port only after it made the pty: wait for that connection, or a
+        // host connecting over TCP right after this resolves could be displaced by it.
+        if (!(await waitFor(clock, () => hostConnections > 0 || child.exitCode !== null, 5000)) || hostConnections === 0) {
+          throw new WearableHostError('sim', `socat made ${pty} but did not connect it to ${host}:${server.port}; try --tcp PORT instead`);
+        }
         child.once('exit', (code, signal) => {
           if (servers.length > 0) log.warn({ controller: controller.name, code, signal }, `socat bridging ${pty} exited`);
         });

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { TcpTransport } from '../../src/hci/tcp-transport.js';
 import { SerialTransport } from '../../src/hci/serial-transport.js';
@@ -146,6 +148,33 @@ test('over a pty (socat) the host opens /dev/pts/N like a DK port and HCI Reset 
     await s.close();
     assert.ok(links.every((l) => !existsSync(l)), 'pty links removed on close');
   }));
+
+test('over a pty, serving resolves only once socat is connected to each controller, so a host that connects over TCP right after is not displaced by it', { skip: hasSocat ? false : 'socat is not installed (apt-get install socat)' }, async () => {
+  // A socat that is slow to connect (a loaded machine): it makes the pty at once and reaches the
+  // TCP port half a second later.
+  const dir = mkdtempSync(join(tmpdir(), 'wh-slow-socat-'));
+  const slowSocat = join(dir, 'socat');
+  const connect = join(dir, 'connect');
+  writeFileSync(slowSocat, `#!/bin/sh\nprintf '#!/bin/sh\\nsleep 0.5\\nexec socat - %s\\n' "$2" > ${connect}\nchmod +x ${connect}\nexec socat "$1" EXEC:${connect}\n`, { mode: 0o755 });
+  try {
+    await withServed({ count: 2, pty: true, socatPath: slowSocat }, async (s) => {
+      for (const c of s.controllers) assert.ok(c.controller.attachedTransport, `${c.controller.name}: socat's connection is attached when serving resolves`);
+      const t = await TcpTransport.connect(`tcp://127.0.0.1:${s.controllers[1]!.port}`);
+      try {
+        const host = new WireHost(t);
+        await t.write(RESET);
+        await host.until(() => host.bytes.length >= 7, 'Reset complete over TCP');
+        assert.equal(toHex(Uint8Array.from(host.bytes.slice(-7))), RESET_COMPLETE);
+        await new Promise((r) => setTimeout(r, 700));
+        assert.equal(t.isOpen, true, 'the TCP host keeps the controller');
+      } finally {
+        await t.close();
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('without socat, --pty fails with a message that says how to install it', async () => {
   await assert.rejects(serveControllers({ count: 1, pty: true, socatPath: '/nonexistent/socat' }), (err: Error) => {
