@@ -18,7 +18,7 @@ export type AttDecodeError = 'empty' | 'unknown' | 'invalid';
  * - `invalid-pdu`: a known request of the wrong length or shape: Invalid PDU (0x04), handle 0x0000 (3.3).
  * - `confirm-indication`: a malformed indication is still confirmed, since the peer waits for the
  *   confirmation whatever we do with the value (3.4.7.2); the value is dropped.
- * - `drop-malformed`: any other malformed PDU (commands never get a response, 3.4.5.3).
+ * - `drop-malformed`: every other malformed PDU (commands never get a response, 3.4.5.3).
  */
 export type UndecodableAnswer = 'drop-empty' | 'ignore-command' | 'request-not-supported' | 'invalid-pdu' | 'confirm-indication' | 'drop-malformed';
 

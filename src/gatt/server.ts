@@ -425,7 +425,7 @@ export class GattServer extends TypedEmitter<GattServerEvents> implements GattCo
     }
   }
 
-  /** A value write the handler (if any) accepted: keep a copy when it is the stored value, tell 'written' listeners. Returns 0. */
+  /** A value write accepted (by the write handler, where there is one): keep a copy when it is the stored value, tell 'written' listeners. Returns 0. */
   private storeWritten(a: Attribute, v: Uint8Array): number {
     if (storesWrittenValue(a)) a.value = copyBytes(v);
     if (this.listenerCount('written') > 0) this.emit('written', a.handle, copyBytes(v));

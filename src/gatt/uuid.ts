@@ -50,7 +50,7 @@ export class Uuid {
 
   /**
    * Parses `"2A37"`, `"0x2A37"`, `"0000FEAA"` (32-bit) or `"6e400001-b5a3-f393-e0a9-e50e24dcca9e"`
-   * (with or without dashes, any case). Throws RangeError naming the text otherwise.
+   * (with or without dashes, upper or lower case). Throws RangeError naming the text otherwise.
    */
   static parse(text: string): Uuid {
     const t = text.trim().replace(/^0x/i, '');

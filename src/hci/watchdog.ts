@@ -130,7 +130,7 @@ export class IdleWatchdog {
     const wrote = info?.suggestedDataLength;
     try {
       if (!this.readBack || !wrote || !info.supports('LeReadSuggestedDefaultDataLength')) {
-        // Only a hang can be told: any answer will do.
+        // Only a hang can be told: whatever the answer says, it came.
         await this.lower.command('ReadLocalVersionInformation', {});
         return;
       }

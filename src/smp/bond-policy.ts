@@ -66,7 +66,7 @@ export class BondCommitPolicy {
   ) {}
 
   /**
-   * Responder, at a Pairing Request from `peer` whose bond is `existing` (if any): refuse a bonded
+   * Responder, at a Pairing Request from `peer` whose bond is `existing` (undefined without one): refuse a bonded
    * peer under the 'reject' policy (0x03), and a new peer that a full store would not take (0x08,
    * with a warn line) when the pairing would bond. Core 5.4 Vol 3 Part H 3.5.5.
    */

@@ -390,7 +390,7 @@ export class SmpSession extends TypedEmitter<SmpEvents> implements LinkSecurity 
    * Ends the procedure: the one exit for every failure. `by` 'local' sends Pairing Failed with
    * `reason`; 'peer' (it sent Pairing Failed), 'timeout' and 'disconnected' send nothing. A
    * failure after the procedure started counts towards the repeated-attempts back-off (except a
-   * lost link). The bond this peer had, if any, is untouched.
+   * lost link). A bond this peer had is untouched.
    */
   private fail(reason: number | undefined, by: FailureSource, detail: string): void {
     const proc = this.state.proc;
