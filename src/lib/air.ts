@@ -1,6 +1,6 @@
 /**
- * The virtual air for tests without hardware: any number of virtual nRF5340 `hci_uart`
- * controllers (src/sim) on one air, in real time. Pass it as the `controller` of a Wearable or a
+ * The virtual air for tests without hardware: as many virtual nRF5340 `hci_uart` controllers as you need
+ * (src/sim) on one air, in real time. Pass it as the `controller` of a Wearable or a
  * Phone and each gets its own virtual controller on this air; `close()` closes every wearable and
  * phone opened on it, then the air.
  */

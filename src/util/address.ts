@@ -67,7 +67,7 @@ export function addressTypeFromByte(b: number): AddressType {
   return (b & 1) === 0 ? 'public' : 'random';
 }
 
-/** Whether two addresses are the same device address: same type, same 48 bits (any letter case). */
+/** Whether two addresses are the same device address: same type, same 48 bits, letter case aside. */
 export function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
   return !!a && !!b && a.type === b.type && a.address.toUpperCase() === b.address.toUpperCase();
 }

@@ -13,7 +13,7 @@
  * e.g. `{"level":20,"time":1767225600123,"name":"wearable-host","n":7,"dir":"rx","h4":"040e0401030c00","msg":"hci"}`.
  * {@link hciLogFields} builds the fields: `log.debug(hciLogFields('rx', packet, n), HCI_LOG_MSG)`.
  *
- * Other lines of the log (any JSON object whose msg is not "hci") are skipped, so the whole debug log
+ * Other lines of the log (JSON objects whose msg is not "hci") are skipped, so the whole debug log
  * can be given to `wearable-host diagnose`. Blank lines are ignored. A line that is not JSON, or an
  * "hci" line with a missing or malformed field, is an error naming the line number; a last line cut
  * short (a log copied while the host was writing it) is dropped with a warning (an error with --strict).

@@ -1,6 +1,6 @@
 /**
  * The virtual controller's UART to the host, as hci_uart has it: the attached transport, the H:4
- * framer cutting its bytes into command and ACL packets (any other type byte is skipped), the
+ * framer cutting its bytes into command and ACL packets (other type bytes are skipped), the
  * bytes sent back, and the silence of a hung firmware (input swallowed, nothing sent).
  */
 import { H4Framer, H4Type, type H4FramerError } from '../../hci/h4.js';
