@@ -28,6 +28,7 @@
  */
 import { isValidAddressText, type Address } from '../util/address.js';
 import { fromHex, toHex } from '../util/bytes.js';
+import { locateJsonSyntaxError } from '../util/json-scan.js';
 import { BondStoreError, recoveryAdvice } from './errors.js';
 import { bondKey, isIsoTime } from './record.js';
 import type { BondRecord, LocalIdentity } from './types.js';
@@ -275,125 +276,5 @@ export function decodeBondFile(text: string, path: string): BondFileContent {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Locating a JSON syntax error (JSON.parse does not always say where)
-
-/** Where the first JSON syntax error in `text` is, or undefined when it is valid JSON (RFC 8259). */
-export function locateJsonSyntaxError(text: string): { offset: number; line: number; column: number } | undefined {
-  let i = 0;
-  const n = text.length;
-  const fail = (): never => {
-    throw i;
-  };
-  const ws = (): void => {
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
-      else break;
-    }
-  };
-  const literal = (word: string): void => {
-    for (let k = 0; k < word.length; k++, i++) if (text[i] !== word[k]) fail();
-  };
-  const str = (): void => {
-    i++; // opening quote
-    for (;;) {
-      if (i >= n) fail();
-      const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        i++;
-        return;
-      }
-      if (c < 0x20) fail();
-      if (c === 0x5c) {
-        i++;
-        const e = text[i];
-        if (e === 'u') {
-          i++;
-          for (let k = 0; k < 4; k++, i++) if (!/[0-9a-fA-F]/.test(text[i] ?? '')) fail();
-          continue;
-        }
-        if (e === undefined || !'"\\/bfnrt'.includes(e)) fail();
-      }
-      i++;
-    }
-  };
-  const numberRe = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      ws();
-      if (text[i] === '}') {
-        i++;
-        return;
-      }
-      for (;;) {
-        ws();
-        if (text[i] !== '"') fail();
-        str();
-        ws();
-        if (text[i] !== ':') fail();
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') {
-          i++;
-          return;
-        }
-        fail();
-      }
-    } else if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') {
-        i++;
-        return;
-      }
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return;
-        }
-        fail();
-      }
-    } else if (c === '"') str();
-    else if (c === 't') literal('true');
-    else if (c === 'f') literal('false');
-    else if (c === 'n') literal('null');
-    else {
-      numberRe.lastIndex = i;
-      const m = numberRe.exec(text);
-      if (!m || m[0].length === 0) fail();
-      else i += m[0].length;
-    }
-  };
-  try {
-    value();
-    ws();
-    if (i < n) fail();
-    return undefined;
-  } catch (e) {
-    if (typeof e !== 'number') return undefined; // nesting too deep for this scanner: no position
-    let line = 1;
-    let lineStart = 0;
-    for (let k = 0; k < e && k < n; k++) {
-      if (text.charCodeAt(k) === 0x0a) {
-        line++;
-        lineStart = k + 1;
-      }
-    }
-    return { offset: e, line, column: e - lineStart + 1 };
-  }
-}
+/** Where a JSON syntax error is (JSON.parse does not always say): src/util/json-scan.ts. */
+export { locateJsonSyntaxError };
