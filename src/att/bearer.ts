@@ -38,7 +38,7 @@ import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import type { Clock } from '../util/clock.js';
 import { TypedEmitter } from '../util/emitter.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../util/fifo.js';
 import { allocFixedChannelPdu } from '../l2cap/connection.js';
 import { AttClientRequests } from './client-requests.js';
 import { AttIndications } from './indications.js';

@@ -5,7 +5,7 @@
  * a client (client-requests.ts) and our indications (indications.ts) each keep one.
  */
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../util/fifo.js';
 
 /** A caller waiting for its transaction. */
 export interface PendingTransaction {

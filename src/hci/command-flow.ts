@@ -8,6 +8,7 @@
 import type { Logger } from '../util/log.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { toHex } from '../util/bytes.js';
+import { Fifo } from '../util/fifo.js';
 import { H4Type } from './h4.js';
 import { Commands, decodeReturn, encodeCommand, formatOpcode, type CommandName, type CommandParams, type CommandReply } from './commands.js';
 import type { EventParams } from './events.js';
@@ -62,8 +63,7 @@ export function loggable(v: unknown): unknown {
 
 export class CommandFlow {
   private credits = 1;
-  private queue: PendingCommand[] = [];
-  private queueHead = 0;
+  private readonly queue = new Fifo<PendingCommand>();
   private initQueue: PendingCommand[] = [];
   private readonly inFlight = new Map<number, PendingCommand[]>();
   private stallTimer: TimerHandle | undefined;
@@ -84,12 +84,12 @@ export class CommandFlow {
 
   /** Commands waiting to be sent. */
   get queued(): number {
-    return this.queue.length - this.queueHead + this.initQueue.length;
+    return this.queue.length + this.initQueue.length;
   }
 
   /** Nothing in flight and nothing queued. */
   get idle(): boolean {
-    return this.inFlight.size === 0 && this.initQueue.length === 0 && this.queueHead >= this.queue.length;
+    return this.inFlight.size === 0 && this.initQueue.length === 0 && this.queue.length === 0;
   }
 
   /** Queues a command; `internal` ones (bring-up) go first and do not wait for bring-up. */
@@ -131,18 +131,8 @@ export class CommandFlow {
     if (this.initQueue.length > 0) return this.initQueue.shift();
     // Commands from the layers above wait for bring-up (and for a re-initialisation to finish).
     const state = this.host.state();
-    if (state === 'idle' || state === 'initialising' || this.queueHead >= this.queue.length) return undefined;
-    const cmd = this.queue[this.queueHead] as PendingCommand;
-    this.queue[this.queueHead] = undefined as unknown as PendingCommand;
-    this.queueHead++;
-    if (this.queueHead >= this.queue.length) {
-      this.queue = [];
-      this.queueHead = 0;
-    } else if (this.queueHead > 64 && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
-    }
-    return cmd;
+    if (state === 'idle' || state === 'initialising') return undefined;
+    return this.queue.shift();
   }
 
   /** Sends what the credits allow; arms the stall timer when the controller granted none. */
@@ -150,7 +140,7 @@ export class CommandFlow {
     this.pumpCommandsNow();
     // No credit, nothing in flight to bring one back, yet commands wait: a controller that said
     // "Num_HCI_Command_Packets = 0" and went quiet. After a command timeout, assume one credit.
-    const waiting = this.initQueue.length > 0 || this.queueHead < this.queue.length;
+    const waiting = this.initQueue.length > 0 || this.queue.length > 0;
     if (this.credits === 0 && this.inFlight.size === 0 && waiting && this.host.state() !== 'closed') {
       this.stallTimer ??= this.clock.setTimeout(() => {
         this.stallTimer = undefined;
@@ -341,12 +331,7 @@ export class CommandFlow {
 
   /** Fails the queued commands of the layers above (they were meant for the old controller state). */
   rejectQueued(err: Error): void {
-    const q = this.queue;
-    const head = this.queueHead;
-    this.queue = [];
-    this.queueHead = 0;
-    for (let i = head; i < q.length; i++) {
-      const cmd = q[i] as PendingCommand;
+    for (const cmd of this.queue.drain()) {
       this.settle(cmd, err instanceof HciError ? new HciError(err.status, cmd.opcode, { kind: err.kind, port: this.host.port, message: `HCI command ${formatOpcode(cmd.opcode)} not sent: ${err.message}`, cause: err }) : err);
     }
   }
@@ -362,11 +347,7 @@ export class CommandFlow {
     this.stallTimer = undefined;
     this.failInFlight(err);
     this.failInternal(err);
-    const q = this.queue;
-    const head = this.queueHead;
-    this.queue = [];
-    this.queueHead = 0;
-    for (let i = head; i < q.length; i++) this.settle(q[i] as PendingCommand, err(q[i] as PendingCommand));
+    for (const cmd of this.queue.drain()) this.settle(cmd, err(cmd));
   }
 }
 

@@ -8,6 +8,7 @@
 import { TypedEmitter } from '../util/emitter.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { randomInt, type RandomSource } from '../util/random.js';
+import { Fifo } from '../util/fifo.js';
 import type { Transport, TransportEvents } from './transport.js';
 import { TransportError } from './transport-errors.js';
 
@@ -57,8 +58,7 @@ interface Slice {
 
 /** One direction of the wire: a FIFO of slices released in time order. */
 class Lane {
-  private q: Slice[] = [];
-  private head = 0;
+  private readonly q = new Fifo<Slice>();
   private timer: TimerHandle | undefined;
   /** Time at which the line becomes idle. */
   busyUntil = 0;
@@ -74,7 +74,7 @@ class Lane {
   }
 
   private arm(): void {
-    const s = this.q[this.head];
+    const s = this.q.peek();
     if (!s) return;
     this.timer = this.clock.setTimeout(() => this.fire(), Math.max(0, s.at - this.clock.now()));
   }
@@ -82,16 +82,9 @@ class Lane {
   private fire(): void {
     this.timer = undefined;
     const now = this.clock.now();
-    while (this.head < this.q.length && (this.q[this.head] as Slice).at <= now + 1e-9) {
-      const s = this.q[this.head++] as Slice;
+    for (let s = this.q.peek(); s && s.at <= now + 1e-9; s = this.q.peek()) {
+      this.q.shift();
       this.release(s);
-    }
-    if (this.head >= this.q.length) {
-      this.q = [];
-      this.head = 0;
-    } else if (this.head > 64 && this.head * 2 > this.q.length) {
-      this.q = this.q.slice(this.head);
-      this.head = 0;
     }
     this.arm();
   }
@@ -100,13 +93,10 @@ class Lane {
   clear(err?: Error): void {
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    for (let i = this.head; i < this.q.length; i++) {
-      const s = this.q[i] as Slice;
+    for (const s of this.q.drain()) {
       if (err) s.fail?.(err);
       else s.done?.();
     }
-    this.q = [];
-    this.head = 0;
     this.busyUntil = Math.min(this.busyUntil, this.clock.now());
   }
 }

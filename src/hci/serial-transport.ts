@@ -17,6 +17,7 @@ import type { SerialPort } from 'serialport';
 import { TypedEmitter } from '../util/emitter.js';
 import { RealClock, type Clock, type TimerHandle } from '../util/clock.js';
 import { silentLogger, type Logger } from '../util/log.js';
+import { Fifo } from '../util/fifo.js';
 import type { Transport, TransportEvents } from './transport.js';
 import { TransportError, errnoCode, errorMessage } from './transport-errors.js';
 
@@ -100,8 +101,7 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
   private readonly maxChunk: number;
   private readonly drainEachChunk: boolean;
   private readonly log: Logger;
-  private queue: PendingWrite[] = [];
-  private queueHead = 0;
+  private readonly queue = new Fifo<PendingWrite>();
   private writing = false;
   private closing: Promise<void> | undefined;
   private closed = false;
@@ -221,7 +221,7 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
 
   private pump(): void {
     if (this.writing) return;
-    const p = this.queue[this.queueHead];
+    const p = this.queue.peek();
     if (!p) return;
     this.writing = true;
     const end = Math.min(p.data.length, p.off + this.maxChunk);
@@ -239,14 +239,7 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
         this.writing = false;
         p.off = end;
         if (p.off >= p.data.length) {
-          this.queueHead++;
-          if (this.queueHead >= this.queue.length) {
-            this.queue = [];
-            this.queueHead = 0;
-          } else if (this.queueHead > 64 && this.queueHead * 2 > this.queue.length) {
-            this.queue = this.queue.slice(this.queueHead);
-            this.queueHead = 0;
-          }
+          if (this.queue.peek() === p) this.queue.shift();
           p.resolve();
         }
         if (!this.closed) this.pump();
@@ -267,11 +260,7 @@ export class SerialTransport extends TypedEmitter<TransportEvents> implements Tr
   }
 
   private failWrites(err: Error): void {
-    const q = this.queue;
-    const head = this.queueHead;
-    this.queue = [];
-    this.queueHead = 0;
-    for (let i = head; i < q.length; i++) (q[i] as PendingWrite).reject(err);
+    for (const p of this.queue.drain()) p.reject(err);
   }
 
   /**
