@@ -344,14 +344,8 @@ async function buildWorld(seed: string) {
   return { clock, air, tap, db, bonds, diagnoser, ltkReplies, peripheral, attacker, checker };
 }
 
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 20_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  await clock.runUntil(() => settled, maxMs);
-  if (!settled) throw new Error(`no answer within ${maxMs} ms of virtual time`);
-  return watched;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 20_000): Promise<T> {
+  return clock.drive(p, maxMs, `no answer within ${maxMs} ms of virtual time`);
 }
 
 /** Connects `hci` to `target`; undefined when no connection came within the budget. */

@@ -18,15 +18,8 @@ import { createFaultProxy } from './hci/fixtures/fault-proxy.js';
 import { HciError } from '../src/hci/hci-error.js';
 import type { BondRecord } from '../src/bonds/types.js';
 
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  // Handled by the caller once driven; do not let it count as unhandled meanwhile.
-  watched.catch(() => undefined);
-  await clock.runUntil(() => settled, maxMs);
-  return watched;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
+  return clock.drive(p, maxMs);
 }
 
 const PHONE = { type: 'random' as const, address: 'C4:12:34:56:78:9A' };

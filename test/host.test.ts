@@ -28,13 +28,8 @@ import { createFaultProxy, type FaultProxy } from './hci/fixtures/fault-proxy.js
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger();
 
 /** Runs the virtual clock until `p` settles (bring-up and commands wait on controller timing). */
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  await clock.runUntil(() => settled, maxMs);
-  return watched;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
+  return clock.drive(p, maxMs);
 }
 
 async function world(

@@ -80,15 +80,8 @@ export interface ScenarioResult {
 }
 
 /** Runs the virtual clock until `p` settles (or `maxMs` of virtual time passed). */
-export async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  watched.catch(() => undefined);
-  await clock.runUntil(() => settled, maxMs);
-  if (!settled) throw new Error(`the simulation made no progress for ${maxMs / 1000} s of virtual time`);
-  return watched;
+export function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
+  return clock.drive(p, maxMs, `the simulation made no progress for ${maxMs / 1000} s of virtual time`);
 }
 
 export async function runScenario(o: RunScenarioOptions): Promise<ScenarioResult> {

@@ -124,6 +124,22 @@ export class VirtualClock implements Clock {
   }
 
   /**
+   * Runs the clock until `p` settles, and returns it. Rejects with `stalled` (default: how long it
+   * waited) when `maxMs` of virtual time passed first. `p` counts as handled meanwhile: its
+   * rejection reaches the caller through the returned promise.
+   */
+  async drive<T>(p: Promise<T>, maxMs = 60_000, stalled?: string): Promise<T> {
+    let settled = false;
+    const watched = p.finally(() => {
+      settled = true;
+    });
+    watched.catch(() => undefined);
+    await this.runUntil(() => settled, maxMs);
+    if (!settled) throw new Error(stalled ?? `still pending after ${maxMs} ms of virtual time`);
+    return watched;
+  }
+
+  /**
    * Fires timers in order until `done()` is true or `maxMs` of virtual time has passed.
    * Returns whether `done()` became true.
    */

@@ -28,13 +28,8 @@ import type { AccessRequirement } from '../../src/gatt/permissions.js';
 
 const log = silentLogger();
 
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
-  let settled = false;
-  const watched = p.finally(() => {
-    settled = true;
-  });
-  await clock.runUntil(() => settled, maxMs);
-  return watched;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 10_000): Promise<T> {
+  return clock.drive(p, maxMs);
 }
 
 function recorder(clock: VirtualClock, live?: LiveDiagnoser): { packets: CapturedPacket[]; trace: (dir: PacketDirection, h4: Uint8Array) => void } {

@@ -23,6 +23,7 @@ import { HciStatus } from '../../src/hci/status.js';
 import { SmpReason } from '../../src/smp/pdu.js';
 import type { SmpPolicy } from '../../src/smp/types.js';
 import { SimulatedPhone } from '../../src/phone/phone.js';
+import { drive } from '../../src/phone/runner.js';
 import { phoneProfile, type PhoneName, type PhoneProfile } from '../../src/phone/profiles.js';
 import { SCENARIOS, connectionEvents, type JudgeState, type ScenarioEnv, type ScenarioName } from '../../src/phone/scenarios.js';
 import { eventsOf, smpTrail, type ScenarioEvent } from '../../src/phone/events.js';
@@ -81,16 +82,7 @@ export function virtualDriver(clock: VirtualClock, defaultMaxMs = 120_000): Step
   return {
     clock,
     kind: 'virtual time',
-    async run<T>(p: Promise<T>, maxMs = defaultMaxMs): Promise<T> {
-      let settled = false;
-      const watched = p.finally(() => {
-        settled = true;
-      });
-      watched.catch(() => undefined);
-      await clock.runUntil(() => settled, maxMs);
-      if (!settled) throw new Error(`the simulation made no progress for ${maxMs / 1000} s of virtual time`);
-      return watched;
-    },
+    run: <T>(p: Promise<T>, maxMs = defaultMaxMs): Promise<T> => drive(clock, p, maxMs),
     sleep: (ms) => clock.advance(ms),
   };
 }

@@ -35,15 +35,8 @@ const log = silentLogger();
 const hasSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
 const PHONE_SCENARIOS = SCENARIO_NAMES.filter((n) => !SCENARIOS[n].needsWearable);
 
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
-  let settled = false;
-  const w = p.finally(() => {
-    settled = true;
-  });
-  w.catch(() => undefined);
-  await clock.runUntil(() => settled, maxMs);
-  if (!settled) throw new Error('still pending');
-  return w;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 120_000): Promise<T> {
+  return clock.drive(p, maxMs);
 }
 
 interface Judged {

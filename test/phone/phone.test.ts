@@ -23,15 +23,8 @@ import { runScenario } from '../../src/phone/runner.js';
 
 const log = silentLogger();
 
-async function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 60_000): Promise<T> {
-  let settled = false;
-  const w = p.finally(() => {
-    settled = true;
-  });
-  w.catch(() => undefined);
-  await clock.runUntil(() => settled, maxMs);
-  if (!settled) throw new Error('still pending');
-  return w;
+function drive<T>(clock: VirtualClock, p: Promise<T>, maxMs = 60_000): Promise<T> {
+  return clock.drive(p, maxMs);
 }
 
 async function world(name: PhoneName, o: { overrides?: Partial<PhoneBehaviour>; peripheral?: Partial<PeripheralOptions>; user?: Partial<PhoneUser> } = {}) {

@@ -25,3 +25,15 @@ test('VirtualClock.runUntil stops at maxMs when the only timer is due later', as
   assert.equal(fired, false);
   assert.equal(await c.runUntil(() => fired, 10_000), true);
 });
+
+test('VirtualClock.drive runs timers until the promise settles, passes its rejection on, and rejects with the given text when it stalls', async () => {
+  const clock = new VirtualClock();
+  const start = clock.now();
+  const late = new Promise<string>((resolve) => clock.setTimeout(() => resolve('done'), 5000));
+  assert.equal(await clock.drive(late, 10_000), 'done');
+  assert.equal(clock.now() - start, 5000);
+  const failing = new Promise<never>((_, reject) => clock.setTimeout(() => reject(new Error('refused')), 10));
+  await assert.rejects(clock.drive(failing), /refused/);
+  await assert.rejects(clock.drive(new Promise<never>(() => undefined), 1000), /still pending after 1000 ms of virtual time/);
+  await assert.rejects(clock.drive(new Promise<never>(() => undefined), 1000, 'no answer'), /^Error: no answer$/);
+});
